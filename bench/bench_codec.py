@@ -197,7 +197,8 @@ def main() -> None:
     batch = make_batch(args.readings)
     print(
         f"# codec benchmark: {args.readings}-reading batches, one core,"
-        f" Python {platform.python_version()}, {platform.machine()}, msgspec {msgspec.__version__}, orjson {orjson.__version__}"
+        f" Python {platform.python_version()}, {platform.machine()},"
+        f" msgspec {msgspec.__version__}, orjson {orjson.__version__}"
     )
     print(f"{'candidate':44} {'bytes':>7} {'µs/batch':>9} {'readings/s':>12}")
     for name, (payload, fn) in candidates(batch).items():
