@@ -60,6 +60,7 @@ class _Envelope(msgspec.Struct, frozen=True, kw_only=True):
     boot: Id
     seq: Seq
     readings: list[msgspec.Raw]
+    first_unacked: Seq = 1
     historical: bool = False
     clock_step_ms: int = 0
 
@@ -126,9 +127,21 @@ class MessageDecoder(Generic[T]):
         except msgspec.ValidationError as exc:
             raise _contract_error(exc) from None
         except msgspec.DecodeError as exc:
-            raise ContractError(Reason.MALFORMED, str(exc)) from None
+            raise _malformed(payload, exc) from None
         except RecursionError:
             raise ContractError(Reason.MALFORMED, "nesting too deep") from None
+
+
+def _malformed(payload: bytes, exc: msgspec.DecodeError) -> ContractError:
+    """MALFORMED, unless the only fault is a NaN/Infinity token some JSON writers emit."""
+    if b"NaN" in payload or b"Infinity" in payload:
+        try:
+            json.loads(payload)
+        except (ValueError, RecursionError):
+            pass
+        else:
+            return ContractError(Reason.NON_FINITE, "NaN or Infinity where a number is required")
+    return ContractError(Reason.MALFORMED, str(exc))
 
 
 def _check_size(payload: bytes, limits: Limits) -> None:
@@ -236,7 +249,7 @@ class TelemetryDecoder:
         except (ValueError, RecursionError):
             raise ContractError(Reason.MALFORMED, str(exc)) from None
         if not isinstance(doc, dict) or not isinstance(doc.get("readings"), list):
-            raise ContractError(Reason.MALFORMED, str(exc)) from None
+            raise _malformed(payload, exc) from None
         items = doc["readings"]
         try:
             env = msgspec.convert({**doc, "readings": []}, _Envelope)
@@ -276,6 +289,7 @@ class TelemetryDecoder:
             boot=env.boot,
             seq=env.seq,
             readings=kept,
+            first_unacked=env.first_unacked,
             historical=env.historical,
             clock_step_ms=env.clock_step_ms,
         )

@@ -52,6 +52,7 @@ batches = st.builds(
     boot=ids,
     seq=st.integers(min_value=0, max_value=2**63 - 1),
     readings=st.lists(readings(), max_size=50),
+    first_unacked=st.integers(min_value=0, max_value=2**63 - 1),
     historical=st.booleans(),
     clock_step_ms=st.integers(min_value=-(2**40), max_value=2**40),
 )

@@ -145,10 +145,15 @@ def test_a_bad_reading_is_rejected_alone_with_its_reason(
         bad[1] = NOW_MS - Limits().max_past_ms - data.draw(st.integers(1, 10**12))
     elif bad_kind == "future":
         bad[1] = NOW_MS + Limits().max_future_ms + data.draw(st.integers(1, 10**12))
+    if bad_kind == "huge":
+        bad[0] = "huge-marker"
     items.insert(pos, bad)
     payload = batch_json(items)
-    if bad_kind == "huge":
-        payload = payload.replace(b"1.5", b"1e999", 1)
+    if bad_kind == "huge":  # 1e999 is valid JSON syntax that no float can hold
+        payload = payload.replace(
+            b'"huge-marker", ' + str(NOW_MS).encode() + b", 1.5",
+            b'"h", ' + str(NOW_MS).encode() + b", 1e999",
+        )
     decoded = decode(payload)
     assert decoded.batch.readings == good
     assert [(r.index, r.reason) for r in decoded.rejected] == [(pos, expected)]
@@ -262,3 +267,5 @@ def test_every_decoder_rejects_arbitrary_json_with_a_reason(kind: type[Any], pay
             Reason.NON_FINITE,
             Reason.TIMESTAMP_OUT_OF_WINDOW,
         )
+        if exc.reason is Reason.NON_FINITE and kind is not TelemetryBatch:
+            assert "NaN" in json.dumps(payload) or "Infinity" in json.dumps(payload)
