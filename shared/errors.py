@@ -18,6 +18,7 @@ class Reason(StrEnum):
     TOO_MANY_READINGS = "too_many_readings"  # more readings than one batch may carry
     TOPIC_MISMATCH = "topic_mismatch"  # payload names another gateway than its topic
     BAD_TOPIC = "bad_topic"  # a topic outside the contract's tree
+    STORE_REJECTED = "store_rejected"  # valid by the contract, refused by the time-series store
 
 
 class ContractError(Exception):

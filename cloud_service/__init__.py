@@ -1,0 +1,1 @@
+"""The Flightdeck cloud service: ingest, storage, alerting and the API around them."""

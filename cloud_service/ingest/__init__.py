@@ -1,0 +1,1 @@
+"""MQTT telemetry into the time-series store, acknowledged end to end."""

@@ -1,0 +1,126 @@
+"""Cloud service settings: a TOML file, then ``FLIGHTDECK_CLOUD_*`` environment overrides.
+
+Built once by :func:`load_settings` and passed in; nothing else reads the environment.
+Example: ``FLIGHTDECK_CLOUD_INFLUX__URL=http://db:8086`` overrides ``[influx] url``.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from cloud_service.errors import ConfigError
+from shared.codec import Limits
+from shared.ids import check_id
+from shared.topics import DEFAULT_PREFIX, TopicScheme
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MqttSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(1883, ge=1, le=65535)
+    username: str | None = None
+    password: SecretStr | None = None
+    ca_file: Path | None = None  # TLS on when set
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    client_id: str = "flightdeck-cloud-ingest-1"
+    share_group: str = "ingest"  # MQTT 5 shared subscription group: N workers split the load
+    session_expiry_s: int = Field(7 * 86_400, ge=0)  # broker keeps our queue this long offline
+    receive_maximum: int = Field(2_000, ge=1, le=65_535)  # un-acked messages in flight to us
+    keepalive_s: int = Field(30, ge=5)
+    topic_prefix: str = DEFAULT_PREFIX
+
+    @field_validator("client_id", "share_group")
+    @classmethod
+    def _ids(cls, value: str) -> str:
+        return check_id(value, "MQTT client or group")
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        TopicScheme(value)
+        return value
+
+
+class InfluxSettingsModel(_Section):
+    url: str = "http://127.0.0.1:8086"
+    database: str = "flightdeck"
+    retention_policy: str | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    token: SecretStr | None = None  # InfluxDB 2.x/3.x v1-compatible endpoints
+    timeout_s: float = Field(10.0, gt=0)
+
+    @field_validator("database")
+    @classmethod
+    def _db(cls, value: str) -> str:
+        return check_id(value, "database")
+
+
+class IngestSettings(_Section):
+    max_points: int = Field(10_000, ge=1)  # flush a write at this many points...
+    max_age_s: float = Field(0.2, gt=0)  # ... or when the oldest waiting message is this old
+    max_payload_bytes: int = Field(1_048_576, ge=1_024)
+    max_readings: int = Field(10_000, ge=1)
+    max_past_s: float = Field(35 * 86_400, gt=0)
+    max_future_s: float = Field(300, ge=0)
+    dead_letter_file: Path = Path("var/dead-letters.jsonl")
+    dead_letter_max_bytes: int = Field(64 * 1024 * 1024, ge=1024)
+
+    def limits(self) -> Limits:
+        return Limits(
+            max_payload_bytes=self.max_payload_bytes,
+            max_readings=self.max_readings,
+            max_past_ms=int(self.max_past_s * 1000),
+            max_future_ms=int(self.max_future_s * 1000),
+        )
+
+
+class CloudSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="FLIGHTDECK_CLOUD_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    mqtt: Annotated[MqttSettings, Field(default_factory=MqttSettings)]
+    influx: Annotated[InfluxSettingsModel, Field(default_factory=InfluxSettingsModel)]
+    ingest: Annotated[IngestSettings, Field(default_factory=IngestSettings)]
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The environment wins over the file (passed in as init values).
+        return (env_settings, init_settings)
+
+
+def load_settings(path: Path | None = None, **overrides: Any) -> CloudSettings:
+    """Read ``path`` (optional) and the environment; raise :class:`ConfigError` by field."""
+    source = str(path) if path else "defaults"
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(source, [("(file)", exc.strerror or str(exc))]) from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(source, [("(syntax)", str(exc))]) from None
+    for section, values in overrides.items():
+        data[section] = {**data.get(section, {}), **values}
+    try:
+        return CloudSettings(**data)
+    except ValidationError as exc:
+        problems = [(".".join(map(str, e["loc"])) or "(root)", e["msg"]) for e in exc.errors()]
+        raise ConfigError(source, problems) from None
