@@ -3,7 +3,8 @@
 No clock and no I/O: the caller passes the time in (milliseconds of a *monotonic* clock, so a
 wall-clock step cannot hold a batch back or flush it early). A batch is emitted when it holds
 ``max_readings`` or when its first reading is ``max_age_ms`` old; every batch gets the next
-``seq`` of this boot (1, 2, 3, ... with no gaps; the contract starts at 1), so the cloud can ack ranges and see losses.
+``seq`` of this boot (1, 2, 3, ... with no gaps; the contract starts at 1), so the cloud can
+ack ranges and see losses.
 Readings come out exactly once, in the order they went in.
 """
 
