@@ -49,7 +49,7 @@ class CloudApp:
         while not stop.is_set():
             try:
                 await self.store.ensure_database()
-            except Exception as exc:  # noqa: BLE001 - any failure: report and retry
+            except Exception as exc:  # any failure: report and retry
                 log.warning("time-series store not ready (%s); retrying in %.1fs", exc, delay)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), delay)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ssl
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -13,7 +14,7 @@ from cloud_service.settings import MqttSettings
 
 def make_client(settings: MqttSettings, *, client_id: str, manual_ack: bool) -> mqtt.Client:
     client = mqtt.Client(
-        mqtt.CallbackAPIVersion.VERSION2,
+        CallbackAPIVersion.VERSION2,
         client_id=client_id,
         protocol=mqtt.MQTTv5,
         manual_ack=manual_ack,

@@ -75,21 +75,19 @@ class IngestCore:
     def prepare(self, messages: list[Inbound]) -> Prepared:
         out = Prepared()
         for m in messages:
-            out.tokens.append(m.token)
-            try:
-                self._one(m, out)
-            except ContractError as exc:
-                out.dead.append(
-                    DeadLetter(
-                        exc.reason,
-                        str(exc),
-                        m.topic,
-                        _gateway_of(m.topic),
-                        m.received_ms,
-                        m.payload,
-                    )
-                )
+            self.add(m, out)
         return out
+
+    def add(self, m: Inbound, out: Prepared) -> None:
+        """Decode one message into ``out``; a refused message becomes a dead letter."""
+        out.tokens.append(m.token)
+        try:
+            self._one(m, out)
+        except ContractError as exc:
+            gateway = _gateway_of(m.topic)
+            out.dead.append(
+                DeadLetter(exc.reason, str(exc), m.topic, gateway, m.received_ms, m.payload)
+            )
 
     def _one(self, m: Inbound, out: Prepared) -> None:
         address = self.scheme.parse(m.topic)

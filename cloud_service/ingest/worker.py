@@ -35,6 +35,10 @@ from shared.topics import Channel, TopicScheme
 log = logging.getLogger(__name__)
 
 
+class IngestCrashed(RuntimeError):
+    """An ingest stage died of an unexpected error; un-acked messages stay with the broker."""
+
+
 class WritableStore(Protocol):
     """The part of ``TimeSeriesStore`` ingest needs."""
 
@@ -84,7 +88,7 @@ class IngestWorker:
         self.dead_letters = dead_letters
         self.backoff = backoff or Backoff(base_s=0.2, cap_s=10.0, max_retries=1_000_000)
         self.stats = IngestStats()
-        self._rng = random.Random()
+        self._rng = random.Random()  # noqa: S311 - backoff jitter, not cryptography
         self._generation = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._inbox: asyncio.Queue[Inbound] = asyncio.Queue()
@@ -121,7 +125,7 @@ class IngestWorker:
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
         inbound = Inbound(
-            msg.topic, msg.payload, now_ms(), _Token(self._generation, msg.mid, msg.qos)
+            msg.topic, bytes(msg.payload), now_ms(), _Token(self._generation, msg.mid, msg.qos)
         )
         assert self._loop is not None
         self._loop.call_soon_threadsafe(self._inbox.put_nowait, inbound)
@@ -135,17 +139,23 @@ class IngestWorker:
         )
         self.client.loop_start()
         tasks = [asyncio.create_task(self._collect()), asyncio.create_task(self._write())]
+        stopper = asyncio.create_task(stop.wait())
         try:
-            await stop.wait()
+            done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if task is not stopper and not task.cancelled() and task.exception():
+                    # A bug, not bad input (that is dead-lettered): fail loudly, ack nothing more.
+                    raise IngestCrashed(str(task.exception())) from task.exception()
         finally:
+            stopper.cancel()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             self.client.disconnect()
             self.client.loop_stop()
 
-    async def wait_connected(self, timeout: float = 10.0) -> None:
-        await asyncio.wait_for(self._connected.wait(), timeout)
+    async def wait_connected(self, within_s: float = 10.0) -> None:
+        await asyncio.wait_for(self._connected.wait(), within_s)
 
     async def _collect(self) -> None:
         max_points = self.settings.ingest.max_points
