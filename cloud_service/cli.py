@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.basicConfig(
             level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
+        logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per write is noise
         asyncio.run(_run(args.config))
     except ConfigError as exc:
         print(exc, file=sys.stderr)

@@ -67,6 +67,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--reorder-point", type=float, default=_DEFAULTS.reorder_point)
     run.add_argument("--order-quantity", type=float, default=_DEFAULTS.order_quantity)
     run.add_argument("--lead-time-steps", type=int, default=_DEFAULTS.lead_time_steps)
+    demo = commands.add_parser(
+        "demo",
+        help="run Mosquitto, InfluxDB, this simulator, an edge agent and the cloud service",
+        description="Start the whole system locally and report readings stored; Ctrl-C stops.",
+    )
+    demo.add_argument(
+        "--duration", type=_positive, default=None, help="stop after this many seconds"
+    )
     return parser
 
 
@@ -111,6 +119,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if args.command == "demo":
+        from firmware_sim.demo import run_demo  # the stack and httpx only when asked for
+
+        stored = run_demo(args.duration)
+        return EXIT_OK if stored > 0 or args.duration is None else EXIT_ERROR
     if args.command == "run":
         try:
             asyncio.run(_run(args))
