@@ -17,6 +17,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
+from firmware_sim.demo import run_demo
 from firmware_sim.errors import SimError
 from firmware_sim.modbus_server import StockModbusServer, serve
 from firmware_sim.plant import StockParams, StockProcess
@@ -120,8 +121,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     if args.command == "demo":
-        from firmware_sim.demo import run_demo  # the stack and httpx only when asked for
-
         stored = run_demo(args.duration)
         return EXIT_OK if stored > 0 or args.duration is None else EXIT_ERROR
     if args.command == "run":

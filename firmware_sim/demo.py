@@ -172,7 +172,9 @@ Flightdeck demo is running (Ctrl-C stops everything).
             count = 0
             while not stop.wait(5.0):
                 count = stored_readings(stack.influx_url)
-                print(f"demo: {count} stock-level readings stored in InfluxDB", file=log, flush=True)
+                print(
+                    f"demo: {count} stock-level readings stored in InfluxDB", file=log, flush=True
+                )
                 if duration_s is not None and time.monotonic() - started >= duration_s:
                     break
             count = stored_readings(stack.influx_url)
