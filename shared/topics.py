@@ -1,4 +1,6 @@
-"""MQTT topic tree: ``{prefix}/{site}/{gateway}/{channel}``.
+"""MQTT topic tree: ``{prefix}/{site}/{gateway}/{channel}``, plus one retained sub-topic per
+alert, ``{prefix}/{site}/{gateway}/alerts/{alert_id}``: a broker keeps one retained message per
+topic, so a topic per alert is what lets a reconnecting gateway receive the whole active set.
 
 Building and parsing live in one place so ACL patterns, the edge and the cloud cannot drift
 apart. Ids are checked on both paths: a topic built here can never contain a wildcard, and a
@@ -40,6 +42,7 @@ class TopicAddress:
     site: str
     gateway: str
     channel: Channel
+    alert_id: str | None = None  # only on ``alerts/{alert_id}``
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +59,14 @@ class TopicScheme:
         check_id(site, "site")
         check_id(gateway, "gateway")
         return f"{self.prefix}/{site}/{gateway}/{Channel(channel).value}"
+
+    def alert_topic(self, site: str, gateway: str, alert_id: str) -> str:
+        """The retained topic of one alert (an empty retained payload removes it)."""
+        return f"{self.topic(site, gateway, Channel.ALERTS)}/{check_id(alert_id, 'alert')}"
+
+    def alerts_subscription(self, site: str, gateway: str) -> str:
+        """What a gateway subscribes to for its alerts: every per-alert topic."""
+        return f"{self.topic(site, gateway, Channel.ALERTS)}/+"
 
     def subscription(
         self, channel: Channel, *, site: str | None = None, gateway: str | None = None
@@ -76,6 +87,11 @@ class TopicScheme:
         if head or not sep:
             raise ContractError(Reason.BAD_TOPIC, f"topic {topic!r} is not under {self.prefix!r}")
         levels = rest.split("/")
+        alert_id = None
+        if len(levels) == 4 and levels[2] == Channel.ALERTS.value:
+            alert_id = levels.pop()
+            if not is_valid_id(alert_id):
+                raise ContractError(Reason.BAD_TOPIC, f"topic {topic!r} has an invalid alert id")
         if len(levels) != 3:
             raise ContractError(
                 Reason.BAD_TOPIC, f"topic {topic!r} is not prefix/site/gateway/channel"
@@ -84,6 +100,6 @@ class TopicScheme:
         if not (is_valid_id(site) and is_valid_id(gateway)):
             raise ContractError(Reason.BAD_TOPIC, f"topic {topic!r} has an invalid site or gateway")
         try:
-            return TopicAddress(site, gateway, Channel(channel))
+            return TopicAddress(site, gateway, Channel(channel), alert_id)
         except ValueError:
             raise ContractError(Reason.BAD_TOPIC, f"unknown channel {channel!r}") from None

@@ -85,3 +85,24 @@ def test_custom_prefix_and_subscriptions() -> None:
     )
     with pytest.raises(InvalidIdError):
         TopicScheme("acme/+/v1")
+
+
+@given(site=ids, gateway=ids, alert=ids)
+def test_alert_topics_round_trip(site: str, gateway: str, alert: str) -> None:
+    scheme = TopicScheme()
+    topic = scheme.alert_topic(site, gateway, alert)
+    assert scheme.parse(topic) == TopicAddress(site, gateway, Channel.ALERTS, alert)
+    assert scheme.alerts_subscription(site, gateway) == f"flightdeck/v1/{site}/{gateway}/alerts/+"
+
+
+@pytest.mark.parametrize(
+    "topic",
+    [
+        "flightdeck/v1/s1/gw1/alerts/a+b",
+        "flightdeck/v1/s1/gw1/telemetry/x1",
+        "flightdeck/v1/s1/gw1/alerts/",
+    ],
+)
+def test_only_alerts_take_a_fourth_level(topic: str) -> None:
+    with pytest.raises(ContractError):
+        TopicScheme().parse(topic)
