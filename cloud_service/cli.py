@@ -9,6 +9,8 @@ import signal
 import sys
 from pathlib import Path
 
+from cloud_service.analytics.cli import register as register_analyze
+from cloud_service.analytics.cli import run as run_analyze
 from cloud_service.app import build_app
 from cloud_service.errors import ConfigError
 from cloud_service.settings import load_settings
@@ -25,6 +27,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--log-level", default="INFO")
     check = sub.add_parser("check-config", help="validate a settings file and print it")
     check.add_argument("config", type=Path)
+    register_analyze(sub)
     return parser
 
 
@@ -39,6 +42,8 @@ async def _run(config: Path | None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "analyze":
+        return run_analyze(args)
     try:
         if args.command == "check-config":
             settings = load_settings(args.config)

@@ -1,0 +1,155 @@
+"""``cloud-service analyze``: the live detectors and forecasts on users' own CSV exports.
+
+    cloud-service analyze anomalies FILE.csv [-o OUT.csv] [--sensitivity S] [--kind gauge]
+    cloud-service analyze depletion FILE.csv --lead-time HOURS [--safety-stock UNITS]
+        [--service-level P] [--review-period HOURS] [--horizon HOURS] [--format json|csv]
+
+A file we cannot use gets one line on stderr saying what and where, and exit code 2; what we
+assumed about a usable file (time zone, gaps, missing values) is stated on stderr as ``note:``
+lines. numba is imported only when a command runs, so ``register`` costs the parser nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+EXIT_USAGE = 2
+
+
+def register(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the ``analyze`` command to an ``add_subparsers()`` object; returns its parser.
+
+    Dispatch the parsed namespace with :func:`run` (``args.command == "analyze"``).
+    """
+    analyze: argparse.ArgumentParser = subparsers.add_parser(
+        "analyze", help="run the analytics on a CSV export (anomalies, stock depletion)"
+    )
+    sub = analyze.add_subparsers(dest="analysis", required=True)
+
+    an = sub.add_parser("anomalies", help="score each row of a timestamp,value file")
+    an.add_argument("file", type=Path, help="CSV with columns timestamp,value")
+    an.add_argument("-o", "--output", type=Path, help="write here instead of stdout")
+    an.add_argument(
+        "--sensitivity", type=float, default=1.0, help="1 = live default; 2 flags more readily"
+    )
+    an.add_argument("--kind", choices=("gauge", "counter"), default="gauge")
+    an.set_defaults(analyze_handler=_anomalies)
+
+    dp = sub.add_parser("depletion", help="time to stockout and reorder from a stock series")
+    dp.add_argument("file", type=Path, help="CSV with columns timestamp,stock")
+    dp.add_argument("--lead-time", type=float, required=True, metavar="HOURS")
+    dp.add_argument("--safety-stock", type=float, default=0.0, metavar="UNITS")
+    dp.add_argument("--service-level", type=float, default=0.95, metavar="P")
+    dp.add_argument("--review-period", type=float, default=24.0, metavar="HOURS")
+    dp.add_argument("--horizon", type=int, default=2160, metavar="HOURS")
+    dp.add_argument("--format", choices=("json", "csv"), default="json")
+    dp.set_defaults(analyze_handler=_depletion)
+    return analyze
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise _Usage(f"{path}: no such file") from None
+    except UnicodeDecodeError:
+        raise _Usage(f"{path}: not UTF-8 text") from None
+    except OSError as exc:
+        raise _Usage(f"{path}: {exc.strerror or exc}") from None
+
+
+class _Usage(Exception):
+    pass
+
+
+def _notes(notes: list[str], err: TextIO) -> None:
+    for n in notes:
+        print(f"note: {n}", file=err)
+
+
+def _anomalies(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from cloud_service.analytics.anomaly import detect  # noqa: PLC0415
+    from cloud_service.analytics.codes import reason_name  # noqa: PLC0415
+    from cloud_service.analytics.csvio import read_series  # noqa: PLC0415
+
+    if args.sensitivity <= 0:
+        raise _Usage("--sensitivity must be positive")
+    series = read_series(_read(args.file), "value")
+    det = detect(series.ts_ms, series.values, sensitivity=args.sensitivity, kind=args.kind)
+    _notes(series.notes, err)
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow([*series.header, "score", "flag", "reason"])
+    for row, sc, fl, rc in zip(series.rows, det.score, det.flag, det.reason, strict=True):
+        why = reason_name(int(rc)) if sc >= 0.5 or fl else ""
+        writer.writerow([*row, f"{sc:.4f}", int(fl), why])
+    if args.output is not None:
+        try:
+            args.output.write_text(buf.getvalue(), encoding="utf-8")
+        except OSError as exc:
+            raise _Usage(f"{args.output}: {exc.strerror or exc}") from None
+    else:
+        out.write(buf.getvalue())
+    return 0
+
+
+def _depletion(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from cloud_service.analytics.csvio import read_series  # noqa: PLC0415
+    from cloud_service.analytics.depletion import analyze  # noqa: PLC0415
+
+    series = read_series(_read(args.file), "stock")
+    keep = series.values == series.values  # drop rows without a stock value
+    result = analyze(
+        series.ts_ms[keep],
+        series.values[keep],
+        lead_time_h=args.lead_time,
+        safety_stock=args.safety_stock,
+        service_level=args.service_level,
+        review_h=args.review_period,
+        horizon_h=args.horizon,
+    )
+    notes = series.notes + result.notes
+    record = result.as_record()
+    if args.format == "json":
+        json.dump({**record, "notes": notes}, out, indent=2)
+        out.write("\n")
+    else:
+        _notes(notes, err)
+        writer = csv.DictWriter(out, fieldnames=list(record), lineterminator="\n")
+        writer.writeheader()
+        writer.writerow(record)
+    return 0
+
+
+def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    """Run a parsed ``analyze`` command; every expected failure is one line and exit code 2."""
+    from cloud_service.analytics.csvio import CsvError  # noqa: PLC0415
+
+    out = out or sys.stdout
+    err = err or sys.stderr
+    try:
+        code: int = args.analyze_handler(args, out, err)
+    except (_Usage, CsvError, ValueError) as exc:
+        print(f"error: {exc}", file=err)
+        return EXIT_USAGE
+    return code
+
+
+def main(
+    argv: list[str] | None = None, out: TextIO | None = None, err: TextIO | None = None
+) -> int:
+    """Stand-alone entry (tests, ``python -m cloud_service.analytics.cli``)."""
+    parser = argparse.ArgumentParser(prog="cloud-service")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return run(args, out, err)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

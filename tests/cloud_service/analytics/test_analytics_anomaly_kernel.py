@@ -1,0 +1,171 @@
+"""Anomaly kernel: what it detects, and invariants that must hold on any input."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from cloud_service.analytics.anomaly import detect
+from cloud_service.analytics.codes import Reason
+from cloud_service.analytics.kernels import anomaly as ak
+from cloud_service.analytics.kernels import anomaly_batch as kb
+
+MIN = 60_000
+
+
+def _ts(n: int, start: int = 1_700_000_000_000) -> np.ndarray:
+    return start + np.arange(n, dtype=np.int64) * MIN
+
+
+def _noise(n: int, seed: int = 1) -> np.ndarray:
+    return 50.0 + np.random.default_rng(seed).normal(0.0, 1.0, n)
+
+
+def test_spike_is_flagged_with_its_reason() -> None:
+    x = _noise(1000)
+    x[700] += 40.0
+    det = detect(_ts(x.size), x)
+    assert det.flag[700] == 1
+    assert det.reason[700] == Reason.SPIKE
+    assert det.flag[200:700].sum() == 0  # quiet noise after warm-up: nothing
+
+
+def test_level_shift_is_flagged_soon_after_it_starts() -> None:
+    x = _noise(1200, seed=2)
+    x[800:] += 6.0  # 6 sigma: sustained
+    det = detect(_ts(x.size), x)
+    hits = np.flatnonzero(det.flag[800:])
+    assert hits.size
+    assert hits[0] < 10
+    assert det.flag[200:800].sum() == 0
+
+
+def test_flatline_after_a_moving_signal() -> None:
+    x = _noise(1000, seed=3)
+    x[600:700] = x[600]
+    det = detect(_ts(x.size), x)
+    hits = np.flatnonzero(det.flag[600:700]) + 600
+    assert hits.size == 1
+    assert det.reason[hits[0]] == Reason.FLATLINE
+    assert hits[0] - 600 <= ak.FLAT_N + 1
+
+
+def test_constant_signal_never_flags() -> None:
+    det = detect(_ts(2000), np.full(2000, 45.0))
+    assert det.flag.sum() == 0
+    assert (det.score == 0).all()
+
+
+def test_counter_reset_and_stall() -> None:
+    inc = np.random.default_rng(4).poisson(5.0, 600).astype(np.float64) + 1.0
+    total = np.cumsum(inc)
+    total[400:] -= total[399]  # the counter restarted at 400
+    det = detect(_ts(total.size), total, kind="counter")
+    assert det.flag[400] == 1
+    assert det.reason[400] == Reason.COUNTER_RESET
+    assert det.flag[200:400].sum() == 0
+
+    state, profile = ak.new_state(1)
+    params = ak.default_params(1)
+    params[0, ak.P_KIND] = ak.KIND_COUNTER
+    params[0, ak.P_RUNNING] = 1.0
+    flat = np.cumsum(inc)
+    flat[500:] = flat[499]  # stopped while the plan says running
+    _, fl, rc = ak.detect_series(state, profile, params, 0, _ts(flat.size), flat)
+    hits = np.flatnonzero(fl[500:]) + 500
+    assert hits.size
+    assert rc[hits[0]] == Reason.COUNTER_STALLED
+
+
+def test_nan_values_are_passed_over() -> None:
+    x = _noise(500)
+    y = x.copy()
+    y[300] = np.nan
+    a = detect(_ts(500), x)
+    b = detect(_ts(500), y)
+    assert b.score[300] == 0
+    assert b.flag[300] == 0
+    # the state is unaffected: everything before is identical
+    np.testing.assert_array_equal(a.score[:300], b.score[:300])
+
+
+def test_sensitivity_flags_more_readily() -> None:
+    x = _noise(1000, seed=5)
+    x[600] += 5.0  # under the default bar
+    assert detect(_ts(x.size), x).flag[600] == 0
+    assert detect(_ts(x.size), x, sensitivity=2.0).flag[600] == 1
+
+
+values = arrays(
+    np.float64,
+    st.integers(1, 400),
+    elements=st.floats(-1e6, 1e6, allow_nan=False),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(values, st.integers(1, 50), st.integers(0, 50))
+def test_invariants(x: np.ndarray, holdoff: int, warmup: int) -> None:
+    det = detect(_ts(x.size), x, holdoff=float(holdoff), warmup=float(warmup))
+    assert ((det.score >= 0) & (det.score < 1)).all()
+    flags = np.flatnonzero(det.flag)
+    # a flag means the point is anomalous, after warm-up, and apart from the previous flag
+    assert (det.score[flags] >= 0.5).all()
+    assert (flags >= warmup).all()
+    assert (np.diff(flags) > holdoff).all()
+    assert set(np.unique(det.reason)) <= {int(r) for r in Reason}
+    assert (det.reason[det.score < 0.5] == 0).all()
+
+
+@settings(max_examples=30, deadline=None)
+@given(values, st.integers(1, 399))
+def test_splitting_a_series_into_batches_changes_nothing(x: np.ndarray, cut: int) -> None:
+    cut = min(cut, x.size)
+    ts = _ts(x.size)
+    whole = ak.detect_series(*ak.new_state(1), ak.default_params(1), 0, ts, x)
+    state, profile = ak.new_state(1)
+    params = ak.default_params(1)
+    a = ak.detect_series(state, profile, params, 0, ts[:cut], x[:cut])
+    b = ak.detect_series(state, profile, params, 0, ts[cut:], x[cut:])
+    for full, first, second in zip(whole, a, b, strict=True):
+        np.testing.assert_array_equal(full, np.concatenate([first, second]))
+
+
+def test_parallel_grouped_update_equals_one_series_at_a_time() -> None:
+    rng = np.random.default_rng(6)
+    n_series, per = 16, 300
+    x = rng.normal(0, 1, (n_series, per)).cumsum(axis=1)
+    ts = np.tile(_ts(per), n_series)
+    state, profile = ak.new_state(n_series)
+    params = ak.default_params(n_series)
+    series = np.arange(n_series, dtype=np.int64)
+    offsets = np.arange(n_series + 1, dtype=np.int64) * per
+    sc = np.empty(x.size)
+    fl = np.empty(x.size, dtype=np.int8)
+    rc = np.empty(x.size, dtype=np.int8)
+    kb.update_grouped(state, profile, params, series, offsets, ts, x.ravel(), sc, fl, rc)
+    for s in range(n_series):
+        one = ak.detect_series(*ak.new_state(1), ak.default_params(1), 0, ts[:per], x[s])
+        np.testing.assert_array_equal(one[0], sc[s * per : (s + 1) * per])
+        np.testing.assert_array_equal(one[1], fl[s * per : (s + 1) * per])
+
+
+def test_silence_is_noticed_on_the_clock() -> None:
+    state, profile = ak.new_state(2)
+    params = ak.default_params(2)
+    ak.detect_series(state, profile, params, 0, _ts(50), _noise(50))
+    last = int(_ts(50)[-1])
+    assert kb.silent_since(state, params, last + 3 * MIN, 5.0)[0] == 0
+    gap = kb.silent_since(state, params, last + 10 * MIN, 5.0)
+    assert gap[0] == 10.0
+    assert gap[1] == 0.0  # never reported: nothing to miss
+
+
+def test_no_data_offline_marks_the_row_after_a_gap() -> None:
+    ts = _ts(400)
+    ts[300:] += 30 * MIN
+    det = detect(ts, _noise(400))
+    assert det.flag[300] == 1
+    assert det.reason[300] == Reason.NO_DATA

@@ -1,0 +1,119 @@
+"""``analyze`` CLI, run through its entry point with argv: outputs and clean failures."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cloud_service.analytics.cli import main
+
+
+def run(argv: list[str]) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = main(argv, out, err)
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture
+def series_csv(tmp_path: Path) -> Path:
+    x = 50.0 + np.random.default_rng(0).normal(0, 1, 600)
+    x[500] += 40
+    lines = ["timestamp,value"] + [
+        f"2026-01-01T00:00:00Z,{v}".replace("00:00:00", f"{i // 60:02d}:{i % 60:02d}:00")
+        for i, v in enumerate(x)
+    ]
+    path = tmp_path / "in.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_anomalies_to_stdout_and_file(series_csv: Path, tmp_path: Path) -> None:
+    code, out, _ = run(["analyze", "anomalies", str(series_csv)])
+    assert code == 0
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert len(rows) == 600
+    assert list(rows[0]) == ["timestamp", "value", "score", "flag", "reason"]
+    assert rows[500]["flag"] == "1"
+    assert rows[500]["reason"] == "spike"
+    assert {r["flag"] for r in rows} <= {"0", "1"}
+    target = tmp_path / "out.csv"
+    code, out, _ = run(["analyze", "anomalies", str(series_csv), "-o", str(target)])
+    assert code == 0
+    assert out == ""
+    assert target.read_text().splitlines()[501].endswith(",1,spike")
+
+
+def _stock_csv(tmp_path: Path) -> Path:
+    lines = ["timestamp,stock"] + [f"{1_767_225_600 + h * 3600},{1000 - 3 * h}" for h in range(200)]
+    path = tmp_path / "stock.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_depletion_json_and_csv(tmp_path: Path) -> None:
+    path = _stock_csv(tmp_path)
+    code, out, _ = run(
+        ["analyze", "depletion", str(path), "--lead-time", "24", "--safety-stock", "60"]
+    )
+    assert code == 0
+    rec = json.loads(out)
+    for key in (
+        "stockout_p10",
+        "stockout_p50",
+        "stockout_p90",
+        "safety_stock_p50",
+        "rate_per_hour",
+        "demand_class",
+        "reorder_by",
+        "reorder_qty",
+    ):
+        assert key in rec
+    assert rec["rate_per_hour"] == pytest.approx(3.0)
+    # 403 left at 3/h from 2026-01-09T08:00Z: zero within hour 135 (134.3 h)
+    assert rec["stockout_p50"] == "2026-01-14T23:00:00Z"
+    assert rec["demand_class"] == "smooth"
+    code, out, _ = run(["analyze", "depletion", str(path), "--lead-time", "24", "--format", "csv"])
+    assert code == 0
+    row = next(csv.DictReader(io.StringIO(out)))
+    assert row["stockout_p50"] == rec["stockout_p50"]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("", "empty"),
+        ("timestamp,stock\n2026-01-02,5\n2026-01-01,4\n", "earlier"),
+        ("timestamp,stock\n2026-01-01,five\n", "not a number"),
+        ("timestamp,stock\n2026-01-01T00:00Z,5\n", "at least 3 periods"),
+    ],
+)
+def test_bad_files_exit_2_with_one_line(tmp_path: Path, content: str, message: str) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_text(content)
+    code, out, err = run(["analyze", "depletion", str(path), "--lead-time", "5"])
+    assert code == 2
+    assert out == ""
+    assert message in err
+    assert "Traceback" not in err
+    assert err.count("error:") == 1
+
+
+def test_missing_file_and_bad_options(tmp_path: Path) -> None:
+    code, _, err = run(["analyze", "anomalies", str(tmp_path / "nope.csv")])
+    assert code == 2
+    assert "no such file" in err
+    path = _stock_csv(tmp_path)
+    code, _, err = run(
+        ["analyze", "depletion", str(path), "--lead-time", "5", "--service-level", "2"]
+    )
+    assert code == 2
+    assert "service level" in err
+    (tmp_path / "bin.csv").write_bytes(b"\xff\xfe\x00bad")
+    code, _, err = run(["analyze", "anomalies", str(tmp_path / "bin.csv")])
+    assert code == 2
+    assert "UTF-8" in err

@@ -1,0 +1,135 @@
+"""Depletion: consumption net of receipts and noise, stockout quantiles, reorder advice."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cloud_service.analytics.codes import DemandClass
+from cloud_service.analytics.depletion import HOUR_MS, Receipt, analyze, to_grid
+from cloud_service.analytics.kernels import depletion as kd
+
+T0 = 1_767_225_600_000  # 2026-01-01T00:00Z
+
+
+def _hours(n: int) -> np.ndarray:
+    return T0 + np.arange(n, dtype=np.int64) * HOUR_MS
+
+
+def test_consumption_recovered_net_of_receipts_and_noise() -> None:
+    rng = np.random.default_rng(1)
+    use = rng.poisson(3.0, 720).astype(np.float64)
+    level = 2000.0 - np.cumsum(use)
+    level[300:] += 1500.0  # a receipt
+    noisy = level + rng.normal(0, 0.4, level.size)
+    cons, rec, noise = kd.recover_consumption(noisy)
+    assert rec[299] == pytest.approx(1500.0, abs=15.0)
+    assert (rec[np.arange(rec.size) != 299] == 0).all()
+    assert cons.sum() == pytest.approx(use[1:].sum(), rel=0.02)
+    assert (cons >= 0).all()
+    assert noise == pytest.approx(0.4 * np.sqrt(2), rel=0.3)
+
+
+def test_deterministic_stockout_and_reorder() -> None:
+    level = 300.0 - 2.0 * np.arange(101)  # 2 units an hour, no noise; 100 left at the end
+    res = analyze(_hours(101), level, lead_time_h=10, safety_stock=20)
+    assert res.rate_per_hour == pytest.approx(2.0)
+    assert res.demand_class == DemandClass.SMOOTH
+    end = res.as_of_ms
+    assert res.stockout_ms == (end + 50 * HOUR_MS,) * 3  # no variance: all quantiles agree
+    assert res.safety_ms[1] == end + 40 * HOUR_MS
+    assert res.reorder_by_ms == end + 30 * HOUR_MS  # safety crossing minus lead time
+    # order-up-to: demand over lead + review (10 + 24 h) plus safety, minus position then
+    assert res.reorder_qty == pytest.approx(2.0 * 34 + 20 - (100 - 2.0 * 30))
+
+
+def test_scheduled_receipt_postpones_the_stockout() -> None:
+    level = 300.0 - 2.0 * np.arange(101)
+    base = analyze(_hours(101), level, lead_time_h=10)
+    later = analyze(
+        _hours(101),
+        level,
+        lead_time_h=10,
+        receipts=[Receipt(ts_ms=base.as_of_ms + 20 * HOUR_MS, qty=100.0)],
+    )
+    assert later.stockout_ms[1] == base.stockout_ms[1] + 50 * HOUR_MS  # type: ignore[operator]
+
+
+def test_quantiles_are_ordered_and_beyond_horizon_is_empty() -> None:
+    rng = np.random.default_rng(3)
+    use = rng.gamma(2.0, 2.0, 24 * 60) * (rng.random(24 * 60) < 0.3)
+    level = 3000.0 - np.cumsum(use)
+    res = analyze(_hours(level.size), level, lead_time_h=48, safety_stock=100)
+    p10, p50, p90 = res.stockout_ms
+    assert p10 is not None
+    assert p50 is not None
+    assert p90 is not None
+    assert p10 <= p50 <= p90
+    assert res.safety_ms[1] is not None
+    assert res.safety_ms[1] <= p50
+    short = analyze(_hours(level.size), level, lead_time_h=48, horizon_h=24)
+    assert short.stockout_ms == (None, None, None)
+    assert short.as_record()["stockout_p50"] == ""
+
+
+def test_no_consumption_means_no_stockout_and_no_order() -> None:
+    res = analyze(_hours(200), np.full(200, 80.0), lead_time_h=24, safety_stock=10)
+    assert res.rate_per_hour == 0
+    assert res.stockout_ms == (None, None, None)
+    assert res.reorder_qty == 0
+    assert res.reorder_by_ms is None
+
+
+def test_input_checks() -> None:
+    with pytest.raises(ValueError, match="service level"):
+        analyze(_hours(10), np.ones(10), lead_time_h=1, service_level=1.0)
+    with pytest.raises(ValueError, match="at least"):
+        analyze(_hours(2), np.ones(2), lead_time_h=1)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(0, 5000), min_size=1, max_size=60), st.integers(1, 7200_000))
+def test_to_grid_keeps_the_last_reading_of_each_period(offsets: list[int], period: int) -> None:
+    ts = np.array(sorted(T0 + o * 1000 for o in offsets), dtype=np.int64)
+    vals = np.arange(ts.size, dtype=np.float64)
+    levels, end, _ = to_grid(ts, vals, period)
+    assert levels.size == (ts[-1] // period) - (ts[0] // period) + 1
+    assert end == (ts[-1] // period + 1) * period
+    assert levels[-1] == vals[-1]
+    assert np.isfinite(levels).all()
+    assert (np.diff(levels) >= 0).all()  # values increase with time here, and so must the grid
+
+
+def test_batch_kernel_equals_one_series_at_a_time() -> None:
+    rng = np.random.default_rng(5)
+    levels = 1000.0 - np.cumsum(rng.poisson(1.0, (6, 300)), axis=1).astype(np.float64)
+    levels[2, 150:] += 400.0
+    sched_t = np.zeros((6, 1))
+    sched_q = np.zeros((6, 1))
+    lead, review, safety = np.full(6, 12.0), np.full(6, 24.0), np.full(6, 30.0)
+    many = kd.depletion_many(levels, sched_t, sched_q, lead, review, safety, 1.64, 500, 24)
+    for i in range(6):
+        one = kd.depletion_one(levels[i], sched_t[i], sched_q[i], 12.0, 24.0, 30.0, 1.64, 500, 24)
+        np.testing.assert_array_equal(many[i], one)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.floats(0.0, 50.0), min_size=2, max_size=200), st.floats(100.0, 1e5))
+def test_noiseless_consumption_is_conserved(use: list[float], start: float) -> None:
+    level = start - np.concatenate([[0.0], np.cumsum(use[1:])])
+    cons, rec, noise = kd.recover_consumption(level)
+    assert (cons >= 0).all()
+    assert (rec == 0).all()
+    assert noise == 0.0
+    assert cons.sum() == pytest.approx(sum(use[1:]), rel=1e-9, abs=1e-9)
+
+
+def test_hours_from_now_for_alert_rules() -> None:
+    level = 300.0 - 2.0 * np.arange(101)
+    res = analyze(_hours(101), level, lead_time_h=10, safety_stock=20)
+    h = res.hours_from(res.as_of_ms)
+    assert h["stockout_p50_h"] == 50.0
+    assert h["reorder_in_h"] == 30.0
+    assert h["reorder_qty"] == res.reorder_qty

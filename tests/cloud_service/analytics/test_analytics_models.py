@@ -1,0 +1,90 @@
+"""Models: classification cut-offs, incremental updates, Holt's trend, input checks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from cloud_service.analytics.codes import DemandClass, Model
+from cloud_service.analytics.kernels import intermittent as ki
+from cloud_service.analytics.models import ADIDA, SBA, SES, TSB, AutoDemand, Croston, Holt
+
+demand = arrays(
+    np.float64,
+    st.integers(1, 60),
+    elements=st.one_of(st.just(0.0), st.floats(0.5, 1000.0)),
+)
+
+
+@settings(max_examples=50, deadline=None)
+@given(demand, st.integers(0, 59))
+def test_update_equals_refit(y: np.ndarray, cut: int) -> None:
+    cut = min(cut, y.size - 1)
+    for make in (lambda: SES(alpha=0.3), Croston, SBA, lambda: TSB(0.2, 0.1), ADIDA):
+        whole = make().fit(y).predict(1)
+        split = make().fit(y[: cut + 1]).update(y[cut + 1 :]).predict(1)
+        np.testing.assert_allclose(split, whole, rtol=1e-12, atol=1e-12)
+
+
+@settings(max_examples=50, deadline=None)
+@given(demand)
+def test_forecasts_are_finite_non_negative_and_within_range(y: np.ndarray) -> None:
+    for model in (SES(alpha=0.2), Croston(), SBA(), TSB(), ADIDA(), AutoDemand()):
+        f = model.fit(y).predict(4)
+        assert f.shape == (4,)
+        assert np.isfinite(f).all()
+        assert (f >= 0).all()
+        assert f.max() <= y.max() + 1e-9
+
+
+def test_syntetos_boylan_classes() -> None:
+    smooth = np.full(40, 10.0) + np.tile([0.0, 1.0], 20)
+    erratic = np.tile([1.0, 30.0], 20)
+    intermittent = np.tile([0.0, 0.0, 5.0, 0.0, 6.0], 8)
+    lumpy = np.tile([0.0, 0.0, 1.0, 0.0, 40.0], 8)
+    assert ki.classify(smooth)[0] == DemandClass.SMOOTH
+    assert ki.classify(erratic)[0] == DemandClass.ERRATIC
+    assert ki.classify(intermittent)[0] == DemandClass.INTERMITTENT
+    assert ki.classify(lumpy)[0] == DemandClass.LUMPY
+    assert ki.classify(np.zeros(10))[0] == DemandClass.NONE
+    # the cut-offs themselves: ADI exactly 1.32 is intermittent, just under is smooth
+    y = np.zeros(132)
+    y[:100] = 5.0
+    assert ki.classify(y)[1] == pytest.approx(1.32)
+    assert ki.classify(y)[0] == DemandClass.INTERMITTENT
+
+
+def test_auto_picks_the_model_of_the_class() -> None:
+    rng = np.random.default_rng(0)
+    smooth = 20.0 + rng.normal(0, 1, 60)
+    assert AutoDemand().fit(smooth).model == Model.SES
+    trend = np.arange(60, dtype=np.float64) * 2.0 + rng.normal(0, 0.5, 60) + 10.0
+    auto = AutoDemand().fit(trend)
+    assert auto.model == Model.HOLT
+    assert auto.trend == pytest.approx(2.0, rel=0.1)
+    sparse = np.tile([0.0, 0.0, 0.0, 4.0], 15)
+    fitted = AutoDemand().fit(sparse)
+    assert fitted.model == Model.ADIDA
+    assert fitted.rate == pytest.approx(1.0, rel=0.05)
+    assert AutoDemand().fit(np.zeros(20)).predict(3).tolist() == [0.0, 0.0, 0.0]
+
+
+def test_holt_follows_a_line() -> None:
+    y = 5.0 + 3.0 * np.arange(30)
+    np.testing.assert_allclose(Holt(0.5, 0.3).fit(y).predict(3), [95.0, 98.0, 101.0])
+
+
+def test_bad_input_is_refused() -> None:
+    with pytest.raises(ValueError, match="NaN"):
+        SES(0.1).fit([1.0, np.nan])
+    with pytest.raises(ValueError, match="alpha"):
+        SES(alpha=1.5)
+    with pytest.raises(ValueError, match="non-negative"):
+        AutoDemand().fit([1.0, -2.0])
+    with pytest.raises(RuntimeError, match="fit"):
+        Croston().predict(1)
+    with pytest.raises(ValueError, match="horizon"):
+        SES(0.1).fit([1.0]).predict(0)
