@@ -4,9 +4,10 @@ Runs the service's own kernel with its live defaults (no per-file tuning) on eve
 scores it with our implementation of NAB's rules (``cloud_service.analytics.evaluation.nab``):
 
 * ``live``: the detector's flags as they are (what the service would alert on);
-* ``flag sweep``: the same detector with its sensitivity multiplier swept over a grid and one
-  value chosen for the whole corpus (NAB's per-detector threshold optimisation, applied to our
-  threshold);
+* ``flag sweep``: the same detector with its sensitivity swept over a grid and one value
+  chosen for the whole corpus (NAB's per-detector threshold optimisation, applied to our
+  threshold; sensitivity divides the base thresholds, the record bars stay); the standard
+  profile's score at every grid value is printed too, to show how flat the optimum is;
 * ``score sweep``: NAB's optimiser on the per-row ``score`` column (every row above the threshold
   counts as a detection; no hold-off).
 
@@ -94,8 +95,11 @@ def main(argv: list[str] | None = None) -> int:
             f"{pname:15s} {live_score:7.1f} {best_score:7.1f} (x{best:<4}) "
             f"{sweep_score:7.1f} (thr {thr:.4f})"
         )
-        if args.per_file and pname == "standard":
+        if pname == "standard":
             per_file = per
+            curve = [corpus_score(files, sweeps[s], prof)[0] for s in SENSITIVITY_GRID]
+    print("\nstandard profile by sensitivity (1 = live default):")
+    print("  " + "  ".join(f"x{s:g} {v:.1f}" for s, v in zip(SENSITIVITY_GRID, curve, strict=True)))
     if args.per_file:
         print("\nstandard profile, live defaults, per file:")
         for f, p in zip(files, per_file, strict=True):

@@ -22,7 +22,7 @@ KINDS = {"gauge": ak.KIND_GAUGE, "counter": ak.KIND_COUNTER}
 
 @dataclass(frozen=True, slots=True)
 class Detection:
-    score: npt.NDArray[np.float64]  # 0..1; 0.5 is the flag threshold at sensitivity 1
+    score: npt.NDArray[np.float64]  # 0..1; 0.5 is the flag threshold (at the sensitivity used)
     flag: npt.NDArray[np.int8]  # 1 at the onset of an anomaly episode
     reason: npt.NDArray[np.int8]  # codes.Reason
 

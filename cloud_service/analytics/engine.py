@@ -67,12 +67,17 @@ class SignalSnapshot:
 
 @dataclass(frozen=True, slots=True)
 class UpdateResult:
-    """Per input point, in input order: score, flag, reason; ``late`` points were skipped."""
+    """Per input point, in input order: score, flag, reason; ``late`` points were skipped.
+
+    ``scored`` is False for points not folded in (late, or without a finite value): their
+    score, flag and reason are 0 and say nothing.
+    """
 
     score: F64
     flag: I8
     reason: I8
     late: int
+    scored: npt.NDArray[np.bool_]
 
 
 class AnomalyEngine:
@@ -149,7 +154,9 @@ class AnomalyEngine:
         if not ids.shape == ts.shape == x.shape:
             raise ValueError("series, ts_ms and values must have the same length")
         if ids.size == 0:
-            return UpdateResult(np.zeros(0), np.zeros(0, dtype=np.int8), np.zeros(0, np.int8), 0)
+            return UpdateResult(
+                np.zeros(0), np.zeros(0, np.int8), np.zeros(0, np.int8), 0, np.zeros(0, bool)
+            )
         self._ensure(int(ids.max()))
         score, flag, reason = kb.update_batch(self.state, self.profile, self.params, ids, ts, x)
         late = flag == ak.LATE
@@ -168,7 +175,7 @@ class AnomalyEngine:
                     self._emit(ids, ts, score, reason, hit[live], False)
                 else:
                     self._emit(ids, ts, score, reason, hit, historical)
-        return UpdateResult(score, flag, reason, n_late)
+        return UpdateResult(score, flag, reason, n_late, np.isfinite(x) & ~late)
 
     def _emit(  # noqa: PLR0917
         self, sid: I64, sts: I64, sc: F64, rc: I8, idx: I64, historical: bool

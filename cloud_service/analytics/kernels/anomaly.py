@@ -1,10 +1,12 @@
 """Streaming anomaly detection kernel: per-series state in arrays, one pass per point.
 
-O(1) memory per series (30 floats and a 48-bin time-of-day profile), no history buffer: what
+O(1) memory per series (34 floats and a 48-bin time-of-day profile), no history buffer: what
 the service can afford for 100k signals at ingest rate. Batch entry points: ``anomaly_batch``.
 
 Per point, with a robust predictor (an EWMA level, or the time-of-day profile once it explains
-the signal better) and a robust scale (EWMA of Huber-clipped absolute residuals):
+the signal better) and a robust scale (EWMA of Huber-clipped absolute residuals, floored at
+``SCALE_FLOOR`` times the slow unclipped mean absolute residual, so that a quiet stretch cannot
+make the next ordinary wiggle look infinitely far):
 
 * spike / level: ``|z|`` against ``Z_THRESHOLD`` (a spike when the previous point was normal);
 * shift: CUSUM on the clipped ``z`` (slack ``CUSUM_K``), for shifts too small for one point;
@@ -12,16 +14,20 @@ the signal better) and a robust scale (EWMA of Huber-clipped absolute residuals)
   likelihood" idea): a run of moderately unusual points;
 * flatline: a run of unchanged values where the signal used to move;
 * counters (``KIND_COUNTER``): a decrease is a reset; no increase for ``STALL_N`` samples while
-  the plan says the line is running is a stall; the other detectors run on the increments.
+  the plan says the line is running is a stall; the other detectors run on the increments of
+  samples where the counter moved (a sample without increase is the stall rule's alone).
 
 Spike, shift and burst must also be records: beat the largest value of the same statistic in
-the last one to two buckets of ``TAIL_BUCKET`` samples, so a signal's routine extremes are learnt
-as normal. No data is checked on the clock (``anomaly_batch.silent_since``), not per point.
+the last one to two buckets of ``TAIL_BUCKET`` samples (kept from the end of warm-up), so a
+signal's routine extremes are learnt as normal. No data is checked on the clock
+(``anomaly_batch.silent_since``), not per point. The sensitivity divides the thresholds, not the
+record bars.
 
 Each component is scaled so that 1.0 means "at its threshold"; the point's severity is the
 largest, its reason the argmax, its score ``sev / (1 + sev)`` (0.5 at the threshold). A flag is
-raised at the onset of an episode: severity reaches 1 after warm-up and more than ``holdoff``
-samples after the previous flag (one incident, one flag, as alert rules want). A point older
+raised at the onset of an episode: severity reaches 1 after warm-up, more than ``holdoff``
+samples after the previous flag, and after the previous episode ended (``REARM_N`` samples in a
+row with severity below ``REARM``): one incident, one flag, as alert rules want. A point older
 than its series' last one is not used (``flag == LATE``).
 """
 
@@ -62,10 +68,14 @@ S_FLAT_BASE: Final = 26  # unchanged-share when the current run began
 S_FLAT_SINCE: Final = 27  # timestamp of the first value of the current unchanged run
 S_SCORE: Final = 28  # score of the latest point
 S_REASON: Final = 29  # reason of the latest point
-N_STATE: Final = 30
+S_SLOW_LVL: Final = 30  # slow, unclipped EWMA |residual| of the level model (scale floor)
+S_SLOW_TOD: Final = 31  # the same for the time-of-day model
+S_CALM: Final = 32  # consecutive samples with severity below REARM since the last flag
+S_ARMED: Final = 33  # 1 when a new episode may be flagged (0 from a flag until calm again)
+N_STATE: Final = 34
 
 # --- per-series parameters (columns of the parameter matrix) ------------------------------------
-P_THRESHOLD: Final = 0  # severity multiplier: 1 = default sensitivity, 2 = flags twice as easily
+P_THRESHOLD: Final = 0  # sensitivity, divides the thresholds: 1 = default, 2 = twice as easily
 P_WARMUP: Final = 1  # samples before any flag
 P_HOLDOFF: Final = 2  # samples between two flags
 P_KIND: Final = 3  # KIND_GAUGE or KIND_COUNTER
@@ -102,6 +112,10 @@ STALL_N: Final = 10
 TOD_GAIN: Final = 0.7  # the profile must beat the level model by 30% to be used
 TAIL_MARGIN: Final = 1.0  # a new record must beat the decayed maximum
 TAIL_BUCKET: Final = 2000  # samples per bucket of the sliding maximum
+SCALE_FLOOR: Final = 0.25  # the scale never drops below this share of the slow mean |residual|
+ALPHA_SLOW: Final = 0.002
+REARM: Final = 0.5  # an episode ends after REARM_N samples in a row with severity below this
+REARM_N: Final = 50
 EPS: Final = 1e-12
 
 R_NONE: Final = 0
@@ -129,6 +143,7 @@ def new_state(n_series: int) -> tuple[F64, F64]:
     """
     state = np.zeros((n_series, N_STATE), dtype=np.float64)
     state[:, S_SINCE_FLAG] = 1e18
+    state[:, S_ARMED] = 1.0
     profile = np.zeros((n_series, TOD_BINS, 2), dtype=np.float64)
     return state, profile
 
@@ -149,7 +164,9 @@ def _tail(v: float, cur: float, prev: float, base: float) -> float:
     The recent maximum is kept in two buckets of ``TAIL_BUCKET`` samples (a sliding maximum over
     the last one to two buckets): an extreme this signal showed recently is not news, a record
     is. This is what keeps a signal's usual spikes, swings and bursts from raising flag after
-    flag while its sensitivity to something new stays high.
+    flag while its sensitivity to something new stays high. ``base`` is the threshold divided
+    by the series' sensitivity; the record bar is not scaled (a record is news at any
+    sensitivity, a repeat is not).
     """
     return v / max(base, TAIL_MARGIN * max(cur, prev))
 
@@ -203,11 +220,21 @@ def _run(  # noqa: PLR0912, PLR0915, PLR0917
     tq1 = state[s, S_TAIL_Q + 1]
     tc0 = state[s, S_TAIL_C]
     tc1 = state[s, S_TAIL_C + 1]
+    slow_lvl = state[s, S_SLOW_LVL]
+    slow_tod = state[s, S_SLOW_TOD]
+    calm = state[s, S_CALM]
+    armed = state[s, S_ARMED]
     sens = params[s, P_THRESHOLD]
     warmup = params[s, P_WARMUP]
     holdoff = params[s, P_HOLDOFF]
     counter = params[s, P_KIND] == KIND_COUNTER
     running = params[s, P_RUNNING] > 0.0
+    # sensitivity divides the thresholds (2: flags twice as readily); records are not scaled
+    z_bar = Z_THRESHOLD / sens
+    c_bar = CUSUM_H / sens
+    q_bar = SURPRISE_THRESHOLD / sens
+    flat_bar = FLAT_N / sens
+    stall_bar = STALL_N / sens
 
     for i in range(lo, hi):
         t = ts[i]
@@ -250,95 +277,112 @@ def _run(  # noqa: PLR0912, PLR0915, PLR0917
                 inc = x  # the counter restarted from zero
             if inc == 0.0 and running:
                 stall += 1.0
-                if stall / STALL_N > sev:
-                    sev, why = stall / STALL_N, R_COUNTER_STALLED
+                if stall / stall_bar > sev:
+                    sev, why = stall / stall_bar, R_COUNTER_STALLED
             else:
                 stall = 0.0
             y = inc
 
-        # predictors: the EWMA level, or the time-of-day profile once it explains more
-        day = (t + 0.5) * INV_DAY_MS  # +0.5 ms: exact bin edges stay in their bin
-        b = int((day - math.floor(day)) * TOD_BINS)
-        p_mean = profile[s, b, 0]
-        p_cnt = profile[s, b, 1]
-        r_lvl = y - lvl
-        r_tod = y - p_mean if p_cnt > 0.0 else r_lvl
-        use_tod = t - first_ts >= 2 * DAY_MS and p_cnt > 0.0 and err_tod < TOD_GAIN * err_lvl
-        if use_tod:
-            r = r_tod
-            sc = max(err_tod, EPS)
-        else:
-            r = r_lvl
-            sc = scale
-        if sc <= EPS:
-            sc = max(abs(lvl) * 1e-6, 1e-9)
-        z = r / sc
-        az = min(abs(z), Z_CAP)
+        # a counter that did not move is judged by the stall rule alone (running) or is
+        # expected (stopped): its zero increment is neither scored nor learnt, so a stop
+        # is not a "shift" and the rate is still known when the line restarts
+        if not (counter and y == 0.0):
+            # predictors: the EWMA level, or the time-of-day profile once it explains more
+            day = (t + 0.5) * INV_DAY_MS  # +0.5 ms: exact bin edges stay in their bin
+            b = int((day - math.floor(day)) * TOD_BINS)
+            p_mean = profile[s, b, 0]
+            p_cnt = profile[s, b, 1]
+            r_lvl = y - lvl
+            r_tod = y - p_mean if p_cnt > 0.0 else r_lvl
+            use_tod = t - first_ts >= 2 * DAY_MS and p_cnt > 0.0 and err_tod < TOD_GAIN * err_lvl
+            # the scale floor: after a quiet stretch the clipped scale has shrunk towards zero; the
+            # slow mean |residual| remembers how the signal usually moves, so an ordinary wiggle
+            # after a pause is not an infinitely large z
+            if use_tod:
+                r = r_tod
+                sc = max(err_tod, EPS, SCALE_FLOOR * slow_tod)
+            else:
+                r = r_lvl
+                sc = max(scale, SCALE_FLOOR * slow_lvl)
+            if sc <= EPS:
+                sc = max(abs(lvl) * 1e-6, 1e-9)
+            z = r / sc
+            az = min(abs(z), Z_CAP)
 
-        # model updates, Huber-clipped so one outlier cannot drag level and scale
-        a_r = abs(r_lvl)
-        if n == 1.0 and counter:
-            lvl = y
-            scale = abs(y) * 0.1
-        elif n == 1.0:
-            lvl = lvl + ALPHA_LEVEL * r_lvl
-            scale = a_r
-        else:
-            lim = CLIP * scale if scale > EPS else a_r
-            lvl = lvl + ALPHA_LEVEL * max(min(r_lvl, lim), -lim)
-            scale = scale + ALPHA_SCALE * (min(a_r, lim) - scale)
-        err_lvl = err_lvl + ALPHA_ERR * (
-            min(a_r, CLIP * err_lvl if err_lvl > 0.0 else a_r) - err_lvl
-        )
-        a_t = abs(r_tod)
-        err_tod = err_tod + ALPHA_ERR * (
-            min(a_t, CLIP * err_tod if err_tod > 0.0 else a_t) - err_tod
-        )
-        if p_cnt == 0.0:
-            profile[s, b, 0] = y
-        else:
-            pr = y - p_mean
-            if err_tod > 0.0:
-                pr = max(min(pr, CLIP * err_tod), -CLIP * err_tod)
-            profile[s, b, 0] = p_mean + ALPHA_TOD * pr
-        profile[s, b, 1] = p_cnt + 1.0
+            # model updates, Huber-clipped so one outlier cannot drag level and scale
+            a_r = abs(r_lvl)
+            if n == 1.0 and counter:
+                lvl = y
+                scale = abs(y) * 0.1
+            elif n == 1.0:
+                lvl = lvl + ALPHA_LEVEL * r_lvl
+                scale = a_r
+            else:
+                lim = CLIP * scale if scale > EPS else a_r
+                lvl = lvl + ALPHA_LEVEL * max(min(r_lvl, lim), -lim)
+                scale = scale + ALPHA_SCALE * (min(a_r, lim) - scale)
+            err_lvl = err_lvl + ALPHA_ERR * (
+                min(a_r, CLIP * err_lvl if err_lvl > 0.0 else a_r) - err_lvl
+            )
+            a_t = abs(r_tod)
+            slow_lvl = slow_lvl + ALPHA_SLOW * (a_r - slow_lvl)
+            slow_tod = slow_tod + ALPHA_SLOW * (a_t - slow_tod)
+            err_tod = err_tod + ALPHA_ERR * (
+                min(a_t, CLIP * err_tod if err_tod > 0.0 else a_t) - err_tod
+            )
+            if p_cnt == 0.0:
+                profile[s, b, 0] = y
+            else:
+                pr = y - p_mean
+                if err_tod > 0.0:
+                    pr = max(min(pr, CLIP * err_tod), -CLIP * err_tod)
+                profile[s, b, 0] = p_mean + ALPHA_TOD * pr
+            profile[s, b, 1] = p_cnt + 1.0
 
-        bucket += 1.0
-        if bucket >= TAIL_BUCKET:
-            bucket = 0.0
-            tz1, tz0, tq1, tq0, tc1, tc0 = tz0, 0.0, tq0, 0.0, tc0, 0.0
+            bucket += 1.0
+            if bucket >= TAIL_BUCKET:
+                bucket = 0.0
+                tz1, tz0, tq1, tq0, tc1, tc0 = tz0, 0.0, tq0, 0.0, tc0, 0.0
 
-        # spike / level: a record |z|
-        v = _tail(az, tz0, tz1, Z_THRESHOLD)
-        tz0 = max(tz0, az)
-        if v > sev:
-            sev = v
-            why = R_SPIKE if prev_z < 0.5 * Z_THRESHOLD else R_LEVEL
-        prev_z = az
+            # records are kept from the end of warm-up: the statistics' start-up transients are not
+            # what the signal normally does
+            keep = n > warmup
 
-        # CUSUM on the clipped z: a record shift
-        zc = max(min(z, CLIP), -CLIP)
-        cp = max(0.0, cp + zc - CUSUM_K)
-        cn = max(0.0, cn - zc - CUSUM_K)
-        c = max(cp, cn)
-        v = _tail(c, tc0, tc1, CUSUM_H)
-        tc0 = max(tc0, c)
-        if v > sev:
-            sev, why = v, R_SHIFT
-
-        # burst (anomaly likelihood): a record run of unusual points
-        u = u + ALPHA_SHORT * (min(az, 2.0 * CLIP) - u)
-        q = (u - mu) / math.sqrt(var + 1e-4)
-        if n > 10.0:
-            v = _tail(q, tq0, tq1, SURPRISE_THRESHOLD)
-            tq0 = max(tq0, q)
+            # spike / level: a record |z|
+            v = _tail(az, tz0, tz1, z_bar)
+            if keep:
+                tz0 = max(tz0, az)
             if v > sev:
-                sev, why = v, R_BURST
-        d = u - mu
-        mu = mu + ALPHA_LONG * d
-        var = (1.0 - ALPHA_LONG) * (var + ALPHA_LONG * d * d)
+                sev = v
+                why = R_SPIKE if prev_z < 0.5 * Z_THRESHOLD else R_LEVEL
+            prev_z = az
 
-        # flatline: stuck where the signal used to move
+            # CUSUM on the clipped z: a record shift
+            zc = max(min(z, CLIP), -CLIP)
+            cp = max(0.0, cp + zc - CUSUM_K)
+            cn = max(0.0, cn - zc - CUSUM_K)
+            c = max(cp, cn)
+            v = _tail(c, tc0, tc1, c_bar)
+            if keep:
+                tc0 = max(tc0, c)
+            if v > sev:
+                sev, why = v, R_SHIFT
+
+            # burst (anomaly likelihood): a record run of unusual points
+            u = u + ALPHA_SHORT * (min(az, 2.0 * CLIP) - u)
+            q = (u - mu) / math.sqrt(var + 1e-4)
+            if n > 10.0:
+                v = _tail(q, tq0, tq1, q_bar)
+                if keep:
+                    tq0 = max(tq0, q)
+                if v > sev:
+                    sev, why = v, R_BURST
+            d = u - mu
+            mu = mu + ALPHA_LONG * d
+            var = (1.0 - ALPHA_LONG) * (var + ALPHA_LONG * d * d)
+
+        # flatline: stuck where the signal used to move (a counter that does not move is the
+        # stall rule's: stalled while running, expected while stopped)
         if x == last_x:
             if flat_run == 0.0:
                 # judge the run by how the signal behaved before it (a signal flat from the
@@ -346,8 +390,9 @@ def _run(  # noqa: PLR0912, PLR0915, PLR0917
                 flat_base = flat_share if n > 2 * FLAT_N else 1.0
                 flat_since = last_ts
             flat_run += 1.0
-            if flat_base < FLAT_SHARE_MAX and n > FLAT_N and flat_run / FLAT_N > sev:
-                sev, why = flat_run / FLAT_N, R_FLATLINE
+            stuck = flat_base < FLAT_SHARE_MAX and n > FLAT_N and not counter
+            if stuck and flat_run / flat_bar > sev:
+                sev, why = flat_run / flat_bar, R_FLATLINE
             flat_share += 0.01 * (1.0 - flat_share)
         else:
             flat_run = 0.0
@@ -357,12 +402,21 @@ def _run(  # noqa: PLR0912, PLR0915, PLR0917
             last_ts = float(t)
         last_x = x
         n += 1.0
-        sev *= sens
         since += 1.0
+        # episodes: after a flag, the next one needs REARM_N calm samples in a row first (and
+        # the hold-off), so a signal that stays disturbed raises one flag, not one per hold-off
+        if sev < REARM:
+            calm += 1.0
+            if calm >= REARM_N:
+                armed = 1.0
+        else:
+            calm = 0.0
         fl = 0
-        if sev >= 1.0 and n > warmup and since > holdoff:
+        if sev >= 1.0 and n > warmup and since > holdoff and armed > 0.0:
             fl = 1
             since = 0.0
+            calm = 0.0
+            armed = 0.0
         last_score = sev / (1.0 + sev)
         last_reason = why if sev >= 1.0 else R_NONE
         score[i] = last_score
@@ -399,6 +453,10 @@ def _run(  # noqa: PLR0912, PLR0915, PLR0917
     state[s, S_TAIL_Q + 1] = tq1
     state[s, S_TAIL_C] = tc0
     state[s, S_TAIL_C + 1] = tc1
+    state[s, S_SLOW_LVL] = slow_lvl
+    state[s, S_SLOW_TOD] = slow_tod
+    state[s, S_CALM] = calm
+    state[s, S_ARMED] = armed
 
 
 @nb.njit(cache=True)

@@ -93,9 +93,19 @@ def test_nan_values_are_passed_over() -> None:
 
 def test_sensitivity_flags_more_readily() -> None:
     x = _noise(1000, seed=5)
-    x[600] += 5.0  # under the default bar
-    assert detect(_ts(x.size), x).flag[600] == 0
-    assert detect(_ts(x.size), x, sensitivity=2.0).flag[600] == 1
+    x[600] = 54.0  # 4 sigma off the mean: |z| about 5, under the default bar of 7, over 3.5
+    normal = detect(_ts(x.size), x)
+    keen = detect(_ts(x.size), x, sensitivity=2.0)
+    assert normal.flag[600] == 0
+    assert normal.score[600] < 0.5
+    assert keen.score[600] >= 0.5  # anomalous at sensitivity 2 (it may fall in an episode
+    assert keen.reason[600] == Reason.SPIKE  # already flagged: 2.8-sigma noise flags too)
+    assert keen.flag.sum() >= normal.flag.sum()
+    # a spike alone after warm-up is flagged at sensitivity 2, not at 1
+    y = _noise(400, seed=5)
+    y[250] = 54.0
+    assert detect(_ts(y.size), y).flag[250] == 0
+    assert detect(_ts(y.size), y, sensitivity=2.0).flag[250] == 1
 
 
 values = arrays(
@@ -169,3 +179,26 @@ def test_no_data_offline_marks_the_row_after_a_gap() -> None:
     det = detect(ts, _noise(400))
     assert det.flag[300] == 1
     assert det.reason[300] == Reason.NO_DATA
+
+
+def test_a_disturbance_that_lasts_raises_one_flag_not_one_per_holdoff() -> None:
+    x = _noise(3000, seed=7)
+    rng = np.random.default_rng(8)
+    x[1000:2200:4] += rng.uniform(8.0, 14.0, 300)  # 1,200 samples of repeated large spikes
+    det = detect(_ts(x.size), x)
+    hits = np.flatnonzero(det.flag)
+    assert hits.size
+    assert 1000 <= hits[0] < 1010
+    assert np.count_nonzero((hits >= 1000) & (hits < 2200)) == 1  # one episode, one flag
+    # calm again for longer than REARM_N and the hold-off: a new incident flags again
+    x[2800] += 25.0
+    again = detect(_ts(x.size), x)
+    assert again.flag[2800] == 1
+
+
+def test_a_counter_stopped_by_plan_raises_nothing_and_restarts_quietly() -> None:
+    inc = np.random.default_rng(9).poisson(5.0, 900).astype(np.float64) + 1.0
+    inc[500:700] = 0.0  # the line stops for 200 samples, as planned (running = 0)
+    det = detect(_ts(inc.size), np.cumsum(inc), kind="counter")
+    assert det.flag[200:].sum() == 0
+    assert (det.score[500:700] == 0).all()
