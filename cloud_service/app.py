@@ -1,14 +1,24 @@
-"""The app factory: settings in, wired services out. The one place that builds backends."""
+"""The app factory: settings in, wired services out. The one place that builds backends.
+
+``build_app`` does no I/O; ``CloudApp.run`` migrates the metadata store, warms the ingest
+core from it (catalog, sequence state), waits for the time-series store, then ingests until
+stopped, saving activity (last-seen times, health, sequence state) periodically.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
 
-from cloud_service.deadletter import JsonlDeadLetters
+from cloud_service.errors import MetadataError
 from cloud_service.ingest.worker import IngestWorker
+from cloud_service.ingest.writer import now_ms
+from cloud_service.metadata import MetadataStore, SqlDeadLetterStore
+from cloud_service.metrics import IngestMetrics, serve
 from cloud_service.settings import CloudSettings
 from cloud_service.storage.influx import InfluxSettings, InfluxStore
 
@@ -25,6 +35,8 @@ def influx_settings(settings: CloudSettings) -> InfluxSettings:
         password=i.password.get_secret_value() if i.password else None,
         token=i.token.get_secret_value() if i.token else None,
         timeout_s=i.timeout_s,
+        gzip=i.gzip,
+        max_retries=i.max_retries,
     )
 
 
@@ -32,35 +44,100 @@ def influx_settings(settings: CloudSettings) -> InfluxSettings:
 class CloudApp:
     settings: CloudSettings
     store: InfluxStore
-    dead_letters: JsonlDeadLetters
+    metadata: MetadataStore
     ingest: IngestWorker
+    metrics: IngestMetrics
+    metrics_port: int | None = None
+    _metrics_server: Any = field(default=None, repr=False)
+
+    @property
+    def dead_letters(self) -> SqlDeadLetterStore:
+        return self.metadata.dead_letters
+
+    def status(self) -> dict[str, Any]:
+        """Condition of the service (for an API health endpoint and tests)."""
+        return {"ingest": self.ingest.stats.as_dict(), "metrics_port": self.metrics_port}
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Run until ``stop`` is set; waits for the store to answer before ingesting."""
-        await self._ensure_database(stop)
+        """Run until ``stop`` is set; waits for both stores to answer before ingesting."""
         try:
-            await self.ingest.run(stop)
+            if not await _until_ready(stop, "metadata store", self._start_metadata):
+                return
+            if not await _until_ready(stop, "time-series store", self.store.ensure_database):
+                return
+            if self.settings.ingest.dead_letter_file is not None:
+                log.warning("[ingest] dead_letter_file is ignored: dead letters are in [metadata]")
+            m = self.settings.metrics
+            if m.port is not None:
+                self._metrics_server, self.metrics_port = serve(self.metrics, m.host, m.port)
+                log.info("metrics on http://%s:%d/metrics", m.host, self.metrics_port)
+            # Never cancelled: a cancel inside an SQLite transaction can leave the file locked.
+            done = asyncio.Event()
+            flusher = asyncio.create_task(self._flush_periodically(stop, done))
+            try:
+                await self.ingest.run(stop)
+            finally:
+                done.set()
+                await flusher
+                await self._flush()
         finally:
-            self.dead_letters.close()
+            if self._metrics_server is not None:
+                self._metrics_server.shutdown()
+                self._metrics_server.server_close()
+            await self.metadata.aclose()
             await self.store.aclose()
 
-    async def _ensure_database(self, stop: asyncio.Event) -> None:
-        delay = 0.5
-        while not stop.is_set():
-            try:
-                await self.store.ensure_database()
-            except Exception as exc:  # any failure: report and retry
-                log.warning("time-series store not ready (%s); retrying in %.1fs", exc, delay)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), delay)
-                delay = min(delay * 2, 10.0)
-            else:
-                return
+    async def _start_metadata(self) -> None:
+        await self.metadata.migrate()
+        for record in await self.metadata.registry.load_births():
+            self.ingest.core.learn(record.site, record.birth)
+            self.ingest.health.birth(record.site, record.birth, now_ms())
+        self.ingest.core.tracker.restore(await self.metadata.registry.load_streams())
+
+    async def _flush_periodically(self, stop: asyncio.Event, done: asyncio.Event) -> None:
+        m = self.settings.metadata
+        loop = asyncio.get_running_loop()
+        next_activity = loop.time() + m.activity_interval_s
+        while True:
+            due = loop.time() + m.flush_interval_s
+            while loop.time() < due:  # short naps: notice a stop without being cancelled
+                if stop.is_set() or done.is_set():
+                    return
+                await asyncio.sleep(min(0.1, m.flush_interval_s))
+            activity = loop.time() >= next_activity
+            if activity:
+                next_activity = loop.time() + m.activity_interval_s
+            await self._flush(activity=activity)
+
+    async def _flush(self, *, activity: bool = True) -> None:
+        try:
+            await self.ingest.flush(self.metadata.registry, activity=activity)
+        except MetadataError as exc:  # activity is advisory; the next flush carries on
+            log.warning("could not save ingest activity: %s", exc)
+
+
+async def _until_ready(
+    stop: asyncio.Event, what: str, attempt: Callable[[], Awaitable[None]]
+) -> bool:
+    delay = 0.5
+    while not stop.is_set():
+        try:
+            await attempt()
+        except Exception as exc:  # any failure: report and retry
+            log.warning("%s not ready (%s); retrying in %.1fs", what, exc, delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            delay = min(delay * 2, 10.0)
+        else:
+            return True
+    return False
 
 
 def build_app(settings: CloudSettings) -> CloudApp:
     store = InfluxStore(influx_settings(settings))
-    dead_letters = JsonlDeadLetters(
-        settings.ingest.dead_letter_file, settings.ingest.dead_letter_max_bytes
+    metadata = MetadataStore.from_settings(settings.metadata)
+    metrics = IngestMetrics()
+    worker = IngestWorker(
+        settings, store, metadata.dead_letters, registry=metadata.registry, metrics=metrics
     )
-    return CloudApp(settings, store, dead_letters, IngestWorker(settings, store, dead_letters))
+    return CloudApp(settings, store, metadata, worker, metrics)

@@ -13,6 +13,7 @@ from cloud_service.analytics.cli import register as register_analyze
 from cloud_service.analytics.cli import run as run_analyze
 from cloud_service.app import build_app
 from cloud_service.errors import ConfigError
+from cloud_service.metadata import MetadataStore
 from cloud_service.settings import load_settings
 
 
@@ -27,8 +28,18 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--log-level", default="INFO")
     check = sub.add_parser("check-config", help="validate a settings file and print it")
     check.add_argument("config", type=Path)
+    migrate = sub.add_parser("migrate", help="bring the metadata store's schema up to date")
+    migrate.add_argument("--config", type=Path)
     register_analyze(sub)
     return parser
+
+
+async def _migrate(config: Path | None) -> None:
+    store = MetadataStore.from_settings(load_settings(config).metadata)
+    try:
+        await store.migrate()
+    finally:
+        await store.aclose()
 
 
 async def _run(config: Path | None) -> None:
@@ -48,6 +59,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "check-config":
             settings = load_settings(args.config)
             print(settings.model_dump_json(indent=2))
+            return 0
+        if args.command == "migrate":
+            logging.basicConfig(level="INFO")
+            asyncio.run(_migrate(args.config))
             return 0
         logging.basicConfig(
             level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"

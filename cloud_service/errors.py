@@ -15,3 +15,28 @@ class ConfigError(CloudError):
         self.problems = problems
         lines = "\n".join(f"  {path}: {msg}" for path, msg in problems)
         super().__init__(f"invalid configuration in {source}:\n{lines}")
+
+
+class MetadataError(CloudError):
+    """The metadata store failed an operation; ``retryable`` says whether to try again later.
+
+    Ingest retries retryable failures with back-off and acks nothing meanwhile, exactly as it
+    does while the time-series store is down.
+    """
+
+    retryable: bool = False
+
+    def __init__(self, message: str, *, operation: str, backend: str) -> None:
+        super().__init__(message)
+        self.operation = operation
+        self.backend = backend
+
+
+class MetadataUnavailable(MetadataError):
+    """Connection refused or lost, database locked, server shutting down: try again later."""
+
+    retryable = True
+
+
+class MigrationError(MetadataError):
+    """The schema could not be brought to the current revision; the service cannot start."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -58,6 +58,10 @@ class InfluxSettingsModel(_Section):
     password: SecretStr | None = None
     token: SecretStr | None = None  # InfluxDB 2.x/3.x v1-compatible endpoints
     timeout_s: float = Field(10.0, gt=0)
+    gzip: bool = True  # compress write bodies (off pays on loopback, where CPU is the limit)
+    #: Retries inside one store call; ingest then retries forever on its own, reporting the
+    #: outage after the first failed call, so keep this small.
+    max_retries: int = Field(2, ge=0)
 
     @field_validator("database")
     @classmethod
@@ -72,8 +76,20 @@ class IngestSettings(_Section):
     max_readings: int = Field(10_000, ge=1)
     max_past_s: float = Field(35 * 86_400, gt=0)
     max_future_s: float = Field(300, ge=0)
-    dead_letter_file: Path = Path("var/dead-letters.jsonl")
-    dead_letter_max_bytes: int = Field(64 * 1024 * 1024, ge=1024)
+    #: Writes to the time-series store in flight at once: one leaves influxd idle between
+    #: requests (field notes); acks still go out in arrival order.
+    writes_in_flight: int = Field(2, ge=1, le=8)
+    #: Back-off between failed writes (store or metadata down): stop acking, retry, recover.
+    retry_base_s: float = Field(0.2, gt=0)
+    retry_cap_s: float = Field(5.0, gt=0)
+    #: Workers of one share group tell each other which batches they stored, so each can
+    #: ack the contiguous seq although the broker splits a gateway's batches between them.
+    peer_reports: bool = True
+    #: A status line in the log this often (messages, points, un-acked, back-pressure).
+    status_log_s: float = Field(60.0, gt=0)
+    #: Deprecated and ignored: dead letters live in the metadata store (``[metadata]``).
+    dead_letter_file: Path | None = None
+    dead_letter_max_bytes: int | None = None
 
     def limits(self) -> Limits:
         return Limits(
@@ -84,6 +100,37 @@ class IngestSettings(_Section):
         )
 
 
+class MetadataSettings(_Section):
+    """The metadata store (registry, dead letters, sequence state): an SQLAlchemy async URL."""
+
+    url: SecretStr = SecretStr("sqlite+aiosqlite:///var/flightdeck.sqlite")
+    #: SQLite only. FULL syncs every commit; commits are batched (one per write cycle), so it
+    #: is affordable, and a dead letter must survive a power cut once its message is acked.
+    sqlite_synchronous: Literal["NORMAL", "FULL"] = "FULL"
+    dead_letter_max_rows: int = Field(100_000, ge=10)
+    dead_letter_max_bytes: int = Field(256 * 1024 * 1024, ge=64 * 1024)
+    #: Raw bytes kept per letter; a longer payload (``too_large``) keeps its head and size.
+    dead_letter_max_raw_bytes: int = Field(1_048_576, ge=1024)
+    #: How often sequence-tracker state, health status changes and gateway last-seen times
+    #: are saved; every signal's last-seen time is saved less often (one row per signal).
+    flush_interval_s: float = Field(2.0, gt=0)
+    activity_interval_s: float = Field(30.0, gt=0)
+
+
+class HealthSettings(_Section):
+    """Signal freshness: stale after ``stale_after_periods`` × the signal's expected period."""
+
+    stale_after_periods: float = Field(3.0, gt=1)
+    check_interval_s: float = Field(1.0, gt=0)
+
+
+class MetricsSettings(_Section):
+    """Prometheus exposition over HTTP; off unless ``port`` is set (0 picks a free port)."""
+
+    host: str = "127.0.0.1"
+    port: int | None = Field(None, ge=0, le=65535)
+
+
 class CloudSettings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="FLIGHTDECK_CLOUD_", env_nested_delimiter="__", extra="forbid", frozen=True
@@ -92,6 +139,9 @@ class CloudSettings(BaseSettings):
     mqtt: Annotated[MqttSettings, Field(default_factory=MqttSettings)]
     influx: Annotated[InfluxSettingsModel, Field(default_factory=InfluxSettingsModel)]
     ingest: Annotated[IngestSettings, Field(default_factory=IngestSettings)]
+    metadata: Annotated[MetadataSettings, Field(default_factory=MetadataSettings)]
+    health: Annotated[HealthSettings, Field(default_factory=HealthSettings)]
+    metrics: Annotated[MetricsSettings, Field(default_factory=MetricsSettings)]
 
     @classmethod
     def settings_customise_sources(

@@ -1,321 +1,407 @@
-"""The agent's asyncio loop: poll sources on their signals' periods, batch, publish.
+"""The agent's shell on the event loop: readings in, spool, publish, acks, alerts, health.
 
-One task per source polls it whenever one of its signals is due (:class:`PollSchedule`, pure)
-and keeps only the due signals' readings; the batcher (pure) turns readings into numbered
-batches, flushed by size at once and by age from a loop timer; the publisher ships them.
-SIGTERM/SIGINT stop the loop: the last partial batch is flushed, a retained *offline* state is
-published and the MQTT session closed cleanly.
+Everything runs on one asyncio thread (paho's events are handed over by the publisher), so
+the pure cores need no locks. One pass of the data path:
 
-There is no spool yet: a batch paho cannot queue (its in-memory queue is full, e.g. after a
-long broker outage) is dropped and counted, leaving a gap in ``seq`` the cloud can see; and a
-process restart loses what paho had queued. A later issue adds the crash-safe SQLite spool,
-which will keep batches until the cloud's ``Ack`` and replay them.
-
-Time: readings carry the wall clock (epoch ms, device time); schedules and batch ages use the
-monotonic clock, so a wall-clock step (a Raspberry Pi without RTC meeting NTP) neither stalls
-nor floods the loop; such a step is reported in the next batch's ``clock_step_ms``.
+1. a :class:`~edge_agent.polling.Poller` delivers a source's readings to :meth:`Agent.ingest`;
+2. :class:`~edge_agent.processing.SignalProcessor` applies counters, report by exception and
+   the timestamp guard; the :class:`~edge_agent.batcher.Batcher` closes batches;
+3. closed batches *and the open ones* are written to the spool; one COMMIT per loop turn
+   (:meth:`_flush`, ``synchronous=FULL``) makes them durable, and only then does the
+   :class:`~edge_agent.delivery.Outbox` learn that a closed batch may be published;
+4. :meth:`_pump` publishes what the outbox picks (live first, backlog under the rate limit);
+5. the cloud's ``Ack`` deletes the covered batches; nothing else deletes them but the spool
+   policy, which counts every reading it drops.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
-import signal
-import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from importlib import metadata
-from typing import Final, Protocol
+from collections.abc import Callable
+from pathlib import Path
 
+from edge_agent.alerts import AlertBook
 from edge_agent.batcher import Batcher
-from edge_agent.config import AgentConfig
-from edge_agent.errors import PublishError, QueueFullError
+from edge_agent.config import AgentConfig, DropPolicy
+from edge_agent.delivery import Outbox, TokenBucket
+from edge_agent.errors import SpoolCorruptError
+from edge_agent.health import build_status
+from edge_agent.identity import SystemClock, build_birth
+from edge_agent.polling import Clock, Poller, build_pollers
+from edge_agent.processing import ClockWatch, SignalProcessor, rules_for
 from edge_agent.publisher import MqttPublisher
-from edge_agent.sources import Source, build_source, failed_readings
-from shared.messages import Birth, Quality, Reading, SignalSpec, TelemetryBatch
+from edge_agent.sending import Sender
+from edge_agent.spool.files import quarantine
+from edge_agent.spool.policy import DropReason, SpoolLimits
+from edge_agent.spool.store import SpoolStore, batch_key
+from edge_agent.spool.writer import BatchWriter, count_by_signal, encode_readings
+from edge_agent.status import AckStatus, AgentStatus, RateMeter
+from shared.messages import (
+    Ack,
+    Alert,
+    AlertAck,
+    Birth,
+    Command,
+    CommandName,
+    Reading,
+    TelemetryBatch,
+)
 
 log = logging.getLogger(__name__)
 
-#: A wall-clock step at least this large (vs. the monotonic clock) is reported.
-CLOCK_STEP_THRESHOLD_MS: Final = 1000
-#: How long a graceful stop waits for the broker to acknowledge what is queued.
-STOP_TIMEOUT_S: Final = 5.0
-
-
-def agent_version() -> str:
-    """The installed ``flightdeck`` distribution's version (announced in the birth message).
-
-    Read from package metadata rather than ``edge_agent.__version__``: under pytest the
-    ``tests/edge_agent`` folder can shadow the package root (``__init__`` not executed).
-    """
-    try:
-        return metadata.version("flightdeck")
-    except metadata.PackageNotFoundError:  # pragma: no cover - a bare checkout
-        return "0+unknown"
-
-
-# -- pure helpers ---------------------------------------------------------------------------
-
-
-class Clock(Protocol):
-    def wall_ms(self) -> int: ...
-
-    def mono_ms(self) -> int: ...
-
-
-class SystemClock:
-    def wall_ms(self) -> int:
-        return time.time_ns() // 1_000_000
-
-    def mono_ms(self) -> int:
-        return time.monotonic_ns() // 1_000_000
-
-
-class PollSchedule:
-    """When each signal of one source is next due; every signal is due at ``start_ms``.
-
-    A signal due at ``t`` with period ``p`` is next due at ``t + p``; slots missed while the
-    loop was busy are skipped (no burst of catch-up reads), keeping the phase.
-    """
-
-    def __init__(self, periods_ms: Mapping[str, int], start_ms: int) -> None:
-        if not periods_ms:
-            raise ValueError("a poll schedule needs at least one signal")
-        bad = {s: p for s, p in periods_ms.items() if p <= 0}
-        if bad:
-            raise ValueError(f"periods must be > 0 ms: {bad}")
-        self._periods = dict(periods_ms)
-        self._next = dict.fromkeys(self._periods, start_ms)
-
-    def next_due_ms(self) -> int:
-        return min(self._next.values())
-
-    def take_due(self, now_ms: int) -> frozenset[str]:
-        """The signals due at ``now_ms``; their next slots are advanced."""
-        due = frozenset(s for s, t in self._next.items() if t <= now_ms)
-        for s in due:
-            period = self._periods[s]
-            nxt = self._next[s] + period
-            if nxt <= now_ms:
-                nxt += ((now_ms - nxt) // period + 1) * period
-            self._next[s] = nxt
-        return due
-
-
-class ClockWatch:
-    """Detects steps of the wall clock against the monotonic clock."""
-
-    def __init__(self, threshold_ms: int = CLOCK_STEP_THRESHOLD_MS) -> None:
-        self.threshold_ms = threshold_ms
-        self._offset: int | None = None
-
-    def observe(self, wall_ms: int, mono_ms: int) -> int:
-        """The step since the last observation (signed ms), or 0 if below the threshold."""
-        offset = wall_ms - mono_ms
-        previous, self._offset = self._offset, offset
-        if previous is None:
-            return 0
-        step = offset - previous
-        return step if abs(step) >= self.threshold_ms else 0
-
-
-def new_boot_id(started_ms: int) -> str:
-    """A per-boot id: start time plus randomness (the clock may be wrong right after boot)."""
-    return f"{started_ms}-{secrets.token_hex(4)}"
-
-
-def build_birth(config: AgentConfig, boot: str, started_ms: int) -> Birth:
-    return Birth(
-        gateway=config.gateway,
-        site=config.site,
-        boot=boot,
-        agent_version=agent_version(),
-        config_hash=config.config_hash(),
-        started_ms=started_ms,
-        signals=[
-            SignalSpec(
-                id=s.id,
-                kind=s.kind,
-                unit=s.unit,
-                sku=s.sku,
-                location=s.location,
-                line=s.line,
-                period_s=s.period_s,
-                description=s.description,
-            )
-            for s in config.signals
-        ],
-    )
-
-
-# -- the loop -------------------------------------------------------------------------------
-
-
-class TelemetrySink(Protocol):
-    """Where batches go (the MQTT publisher); raises ``PublishError`` when it refuses one."""
-
-    def publish_batch(self, batch: TelemetryBatch) -> int: ...
-
-
-@dataclass(frozen=True, slots=True)
-class SourceBinding:
-    """A source and the polling period (ms) of each signal it reads."""
-
-    source_id: str
-    source: Source
-    periods_ms: Mapping[str, int]
-
-
-def build_bindings(config: AgentConfig) -> list[SourceBinding]:
-    bindings: list[SourceBinding] = []
-    for source_config in config.sources:
-        signals = config.signals_of(source_config.id)
-        if not signals:
-            log.warning("source %s has no signals; not polled", source_config.id)
-            continue
-        bindings.append(
-            SourceBinding(
-                source_id=source_config.id,
-                source=build_source(source_config, signals),
-                periods_ms={s.id: max(1, round(s.period_s * 1000)) for s in signals},
-            )
-        )
-    return bindings
-
-
-@dataclass(slots=True)
-class AgentStats:
-    readings: int = 0
-    batches_published: int = 0
-    batches_dropped: int = 0
-    readings_dropped: int = 0  # in dropped batches (no spool yet)
-    source_errors: int = 0  # unexpected exceptions out of Source.read (bugs)
-    clock_steps: int = 0
-    dropped_by_signal: dict[str, int] = field(default_factory=dict)
-
 
 class Agent:
-    """Polls bindings, batches and publishes until ``stop`` is set; then flushes the rest."""
+    """One gateway's data path; see the module docstring. Build with :func:`runner.run_agent`."""
 
     def __init__(
         self,
+        config: AgentConfig,
         *,
-        batcher: Batcher,
-        bindings: Sequence[SourceBinding],
-        sink: TelemetrySink,
+        store: SpoolStore,
+        boot: str,
+        started_ms: int,
         clock: Clock | None = None,
+        quarantined: Path | None = None,
     ) -> None:
-        self.batcher = batcher
-        self.bindings = list(bindings)
-        self.sink = sink
+        self.config = config
         self.clock: Clock = clock or SystemClock()
-        self.stats = AgentStats()
-        self._clock_watch = ClockWatch()
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_due: int | None = None
+        self.boot = boot
+        self.started_ms = started_ms
+        self.store = store
+        self.quarantined = [str(quarantined)] if quarantined else []
+        self.publisher: MqttPublisher | None = None
+        self.ordinal = store.begin_boot(boot, started_ms)
+        self.batcher = Batcher(
+            gateway=config.gateway,
+            boot=boot,
+            max_readings=config.batching.max_readings,
+            max_age_ms=round(config.batching.max_age_s * 1000),
+        )
+        self.processor = SignalProcessor(rules_for(config), min_valid_ms=config.clock.min_valid_ms)
+        self.processor.restore(store.load_counters(), store.get_meta("max_ts_ms"))
+        self.limits = SpoolLimits.from_config(config.spool)
+        self.outbox = self._new_outbox()
+        self._load_streams()
+        self.alerts = AlertBook(store)
+        self.pollers: dict[str, Poller] = {}
+        self.clock_watch = ClockWatch(config.clock.step_threshold_ms)
+        self.readings_in = RateMeter()
+        self.readings_out = RateMeter()
+        self.readings_total = 0
+        self.clock_steps = 0
+        self.last_clock_step_ms = 0
+        self.corrupt_at_runtime = 0
+        self.reloads = 0
+        self.last_ack: AckStatus | None = None
+        self.connection_since: int | None = None
+        self.sender = Sender(self)
+        self._to_commit: list[int] = []
+        self.writer = BatchWriter()
+        self._flush_handle: asyncio.Handle | None = None
+        self._age_timer: asyncio.TimerHandle | None = None
+        self._age_due: int | None = None
+        self._birth_dirty = False
+        self._birth_sent_mono = -(10**12)
+        self._saved_max_ts = store.get_meta("max_ts_ms")
+        self.on_reload_request: Callable[[], None] | None = None  # set by the runner
+        self.status_port: int | None = None  # set by the runner once the page listens
 
-    async def run(self, stop: asyncio.Event) -> AgentStats:
-        tasks = [
-            asyncio.create_task(self._poll(binding), name=f"poll:{binding.source_id}")
-            for binding in self.bindings
-        ]
-        try:
-            await stop.wait()
-        finally:
-            for task in tasks:
-                task.cancel()
-            results = await asyncio.gather(*tasks, return_exceptions=True)
-            for task, result in zip(tasks, results, strict=True):
-                if isinstance(result, Exception):
-                    log.error("%s failed: %r", task.get_name(), result)
-            self._disarm_timer()
-            final = self.batcher.flush()
-            if final is not None:
-                self._publish(final)
-        return self.stats
+    def _new_outbox(self) -> Outbox:
+        d = self.config.delivery
+        return Outbox(
+            current_boot=self.boot,
+            window=d.window,
+            bucket=TokenBucket(d.catchup_readings_per_s, d.catchup_burst_readings),
+            live_queue_max=d.live_queue_max,
+            resend_after_ms=round(d.resend_after_s * 1000),
+            resend_max_ms=round(d.resend_max_s * 1000),
+        )
 
-    async def _poll(self, binding: SourceBinding) -> None:
-        schedule = PollSchedule(binding.periods_ms, self.clock.mono_ms())
-        while True:
-            delay_ms = schedule.next_due_ms() - self.clock.mono_ms()
-            if delay_ms > 0:
-                await asyncio.sleep(delay_ms / 1000)
-            due = schedule.take_due(self.clock.mono_ms())
-            if due:
-                self._ingest(await self._read(binding, due))
+    def _load_streams(self) -> None:
+        for info in self.store.streams():
+            if info.boot == self.boot:
+                continue
+            if info.batches == 0:
+                self.store.forget_boot(info.boot)
+                continue
+            self.outbox.add_stream(info.boot, lo=info.lo, top=info.hi)
+            log.info(
+                "spool: %d batch(es), %d reading(s) of boot %s to replay as historical",
+                info.batches,
+                info.readings,
+                info.boot,
+            )
+        self.store.commit()
 
-    async def _read(self, binding: SourceBinding, due: frozenset[str]) -> list[Reading]:
-        now = self.clock.wall_ms()
-        try:
-            readings = await binding.source.read(now)
-        except Exception:
-            # Sources report comm failures as readings; an exception is a bug. Keep the other
-            # sources running and make the gap visible as data.
-            log.exception("source %s raised; reporting COMM_FAILURE", binding.source_id)
-            self.stats.source_errors += 1
-            readings = failed_readings(sorted(due), now, Quality.COMM_FAILURE)
-        return [r for r in readings if r.signal in due]
+    def birth(self) -> Birth:
+        return build_birth(self.config, self.boot, self.started_ms, self.store.ledger.per_signal())
 
-    def _ingest(self, readings: list[Reading]) -> None:
+    def attach(self, publisher: MqttPublisher) -> None:
+        self.publisher = publisher
+
+    # -- sources ------------------------------------------------------------------------
+
+    def start_polling(self) -> None:
+        """Start one poller per source that has signals."""
+        for poller in build_pollers(self.config, clock=self.clock, sink=self.ingest):
+            self.pollers[poller.id] = poller
+            poller.start()
+
+    async def stop_polling(self) -> None:
+        # They stay listed: the final status still reports their health.
+        await asyncio.gather(*(p.stop() for p in self.pollers.values()))
+
+    def ingest(self, poller: Poller, readings: list[Reading]) -> None:
+        """A source's readings (on the loop): process, batch, write; commit this loop turn."""
         mono = self.clock.mono_ms()
-        step = self._clock_watch.observe(self.clock.wall_ms(), mono)
+        step = self.clock_watch.observe(self.clock.wall_ms(), mono)
         if step:
-            self.stats.clock_steps += 1
+            self.clock_steps += 1
+            self.last_clock_step_ms = step
             self.batcher.note_clock_step(step)
             log.warning("wall clock stepped by %+d ms", step)
-        self.stats.readings += len(readings)
-        for batch in self.batcher.add(readings, mono):
-            self._publish(batch)
-        self._arm_timer()
+        processed = self.processor.process(readings, mono)
+        self.readings_in.add(len(readings), mono)
+        self.readings_total += len(readings)
+        if not processed:
+            return
+        if self.limits.policy is DropPolicy.DROP_NEWEST:
+            size = len(encode_readings(processed))
+            if not self.limits.admits(self.store.totals.bytes, size):
+                counts = count_by_signal(processed)
+                self._guard(lambda: self.store.record_drops(counts, DropReason.SPOOL_FULL))
+                self._birth_dirty = True
+                self._schedule_flush()
+                return
+        closed = self.batcher.add(processed, mono, historical=poller.historical)
+        self._guard(lambda: self._write(closed))
+        self._arm_age_timer()
 
-    def _publish(self, batch: TelemetryBatch) -> None:
+    def _write(self, closed: list[TelemetryBatch]) -> None:
+        closed_seqs, opened = self.writer.write(
+            self.store, self.ordinal, closed, self.batcher.open_batches(), self.clock.wall_ms()
+        )
+        self._to_commit.extend(closed_seqs)
+        for seq in opened:
+            self.outbox.opened(seq)
+        counters = self.processor.take_dirty_counters()
+        if counters:
+            self.store.save_counters(counters)
+        self._schedule_flush()
+
+    # -- durability ---------------------------------------------------------------------
+
+    def _schedule_flush(self) -> None:
+        if self._flush_handle is None:
+            self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        """Enforce the bounds, COMMIT (fsync), then release the closed batches to the outbox."""
+        self._flush_handle = None
+        self._guard(self._commit)
+        self.sender.pump()
+
+    def _commit(self) -> None:
+        max_ts = self.processor.max_ts_ms
+        if max_ts > self._saved_max_ts:
+            self.store.set_meta("max_ts_ms", max_ts)
+            self._saved_max_ts = max_ts
+        excess = self.limits.excess_bytes(self.store.totals.bytes)
+        if excess:
+            self._dropped(self.store.drop_oldest(excess, self._open_keys()))
+        self.store.commit()
+        for seq in self._to_commit:
+            self.outbox.committed(seq)
+        self._to_commit.clear()
+        self._maybe_send_birth()
+
+    def _open_keys(self) -> set[int]:
+        """Keys the spool policy must stop at: open batches, and batches on their way."""
+        keys = {batch_key(self.ordinal, ob.seq) for ob in self.batcher.open_batches()}
+        for boot, seq in self.outbox.in_flight_floor(self.clock.mono_ms()).items():
+            ordinal = self.store.ordinal_of(boot)
+            if ordinal is not None:
+                keys.add(batch_key(ordinal, seq))
+        return keys
+
+    def _dropped(self, upto: dict[int, int]) -> None:
+        boots = {info.ordinal: info.boot for info in self.store.streams()}
+        for ordinal, seq in upto.items():
+            boot = boots.get(ordinal)
+            if boot is not None:
+                self.outbox.dropped(boot, seq)
+        self._birth_dirty = True
+        self._retire()
+
+    def expire(self) -> None:
+        """Drop what is older than ``spool.max_age_s`` (called periodically)."""
+
+        def run() -> None:
+            cutoff = self.limits.expiry_cutoff_ms(self.clock.wall_ms())
+            upto = self.store.expire(cutoff, self._open_keys())
+            if upto:
+                self._dropped(upto)
+                self._schedule_flush()
+
+        self._guard(run)
+
+    def _retire(self) -> None:
+        for boot in self.outbox.retire_empty():
+            self.store.forget_boot(boot)
+
+    def _guard(self, action: Callable[[], object]) -> None:
+        """Run a spool action; a spool SQLite calls corrupt is moved aside and replaced."""
         try:
-            self.sink.publish_batch(batch)
-        except PublishError as exc:
-            kind = "queue full" if isinstance(exc, QueueFullError) else "refused"
-            self.stats.batches_dropped += 1
-            self.stats.readings_dropped += len(batch.readings)
-            for r in batch.readings:
-                self.stats.dropped_by_signal[r.signal] = (
-                    self.stats.dropped_by_signal.get(r.signal, 0) + 1
-                )
-            log.error(
-                "dropped batch seq %d (%d readings), %s: %s (no spool yet)",
-                batch.seq,
-                len(batch.readings),
-                kind,
-                exc,
-            )
-        else:
-            self.stats.batches_published += 1
+            action()
+        except SpoolCorruptError as exc:
+            self._recover_from_corruption(exc)
 
-    # A loop timer flushes the pending batch when it becomes due by age.
+    def _recover_from_corruption(self, exc: SpoolCorruptError) -> None:
+        kept = sum(len(ob.readings) for ob in self.batcher.open_batches())  # rewritten below
+        lost = max(0, self.store.totals.readings - kept)
+        log.error("spool corrupt at run time (%s): moving it aside, starting a fresh one", exc)
+        self.store.close()
+        moved = quarantine(self.store.path, self.clock.wall_ms())
+        self.quarantined.append(str(moved))
+        self.corrupt_at_runtime += 1
+        self.store = SpoolStore(self.store.path, check_on_start=False)
+        self.store.ledger.add_unattributed(DropReason.SPOOL_CORRUPT, lost)
+        self.ordinal = self.store.begin_boot(self.boot, self.started_ms)
+        connected = self.outbox.connected
+        self.outbox = self._new_outbox()
+        first = min((ob.seq for ob in self.batcher.open_batches()), default=self.batcher.next_seq)
+        stream = self.outbox.stream(self.boot)
+        assert stream is not None
+        stream.lo, stream.acked = first, first - 1
+        self.alerts = AlertBook(self.store)
+        self.writer.reset()
+        self._to_commit.clear()
+        self.sender.forget_telemetry()
+        if connected:
+            self.outbox.on_connect()
+        self._write([])
+        self._birth_dirty = True
 
-    def _arm_timer(self) -> None:
+    # -- publishing ---------------------------------------------------------------------
+
+    def request_birth(self) -> None:
+        """Publish a fresh birth now (a reload changed the catalog or config hash)."""
+        self._birth_dirty = True
+        self._maybe_send_birth(force=True)
+
+    def _maybe_send_birth(self, *, force: bool = False) -> None:
+        now = self.clock.mono_ms()
+        gap = self.config.delivery.birth_min_interval_s * 1000
+        if self.publisher is None or not (force or self._birth_dirty):
+            return
+        if not force and now - self._birth_sent_mono < gap:
+            return
+        self._birth_dirty = False
+        self._birth_sent_mono = now
+        self.publisher.set_birth(self.birth(), publish_now=True)
+
+    # -- publisher events (on the loop) -------------------------------------------------
+
+    def on_connected(self) -> None:
+        self.connection_since = self.clock.wall_ms()
+        self.outbox.on_connect()
+        self.sender.on_connected()
+        self.sender.pump()
+
+    def on_disconnected(self, reason: str) -> None:
+        self.connection_since = self.clock.wall_ms()
+        self.outbox.on_disconnect()
+
+    def on_puback(self, mid: int, failure: str | None) -> None:
+        confirmed = self.sender.on_puback(mid, failure)
+        if confirmed is not None:
+            self._guard(lambda: self.alerts.ack_delivered(confirmed.row))
+            self._schedule_flush()
+        self.sender.pump()
+
+    def on_ack(self, ack: Ack, retained: bool) -> None:
+        now = self.clock.mono_ms()
+        self.last_ack = AckStatus(boot=ack.boot, seq=ack.seq, received_ms=self.clock.wall_ms())
+        upto = self.outbox.on_ack(ack.boot, ack.seq, fresh=not retained, now_ms=now)
+        ordinal = self.store.ordinal_of(ack.boot)
+        if upto is not None and ordinal is not None:
+
+            def delete() -> None:
+                self.store.delete_upto(ordinal, upto)
+                self._retire()
+
+            self._guard(delete)
+            self._schedule_flush()
+        self.sender.pump()
+
+    def on_alert(self, alert: Alert) -> None:
+        self._guard(lambda: self.alerts.apply(alert))
+        self._schedule_flush()
+
+    def on_command(self, command: Command) -> None:
+        log.info("command %s (%s)", command.name, command.id)
+        if command.name is CommandName.RESEND_BIRTH:
+            self._maybe_send_birth(force=True)
+        elif command.name is CommandName.ALERT_ACK:
+            alert_id = command.args.get("alert")
+            if isinstance(alert_id, str):
+                self._guard(lambda: self.alerts.mark_acked(alert_id))
+                self._schedule_flush()
+        elif command.name is CommandName.RELOAD_CONFIG and self.on_reload_request is not None:
+            self.on_reload_request()
+
+    def acknowledge(self, alert_id: str, operator: str, comment: str) -> AlertAck:
+        """An operator acknowledged an alert here (status page or CLI)."""
+        ack = self.alerts.acknowledge(
+            alert_id,
+            gateway=self.config.gateway,
+            operator=operator,
+            comment=comment,
+            now_ms=self.clock.wall_ms(),
+        )
+        self._schedule_flush()  # committed, then published by the pump
+        return ack
+
+    # -- timers and stopping ------------------------------------------------------------
+
+    def _arm_age_timer(self) -> None:
         due = self.batcher.due_ms()
-        if due == self._timer_due:
+        if due == self._age_due:
             return
-        self._disarm_timer()
-        if due is None:
-            return
-        delay_s = max(0, due - self.clock.mono_ms()) / 1000
-        self._timer = asyncio.get_running_loop().call_later(delay_s, self._on_timer)
-        self._timer_due = due
+        if self._age_timer is not None:
+            self._age_timer.cancel()
+        self._age_timer, self._age_due = None, due
+        if due is not None:
+            delay_s = max(0, due - self.clock.mono_ms()) / 1000
+            self._age_timer = asyncio.get_running_loop().call_later(delay_s, self._on_age)
 
-    def _disarm_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer = None
-        self._timer_due = None
+    def _on_age(self) -> None:
+        self._age_timer = self._age_due = None
+        closed = self.batcher.poll(self.clock.mono_ms())
+        if closed:
+            self._guard(lambda: self._write(closed))
+        self._arm_age_timer()
 
-    def _on_timer(self) -> None:
-        self._timer = None
-        self._timer_due = None
-        batch = self.batcher.poll(self.clock.mono_ms())
-        if batch is not None:
-            self._publish(batch)
-        self._arm_timer()
+    def close_batches(self) -> None:
+        """Close and commit every open batch (a graceful stop)."""
+        closed = self.batcher.flush()
+        if closed:
+            self._guard(lambda: self._write(closed))
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+        self._flush()
+
+    def stop_timers(self) -> None:
+        self.sender.cancel()
+        for timer in (self._age_timer, self._flush_handle):
+            if timer is not None:
+                timer.cancel()
+
+    # -- health -------------------------------------------------------------------------
+
+    def snapshot(self) -> AgentStatus:
+        return build_status(self)
 
 
 async def run_agent(
@@ -323,59 +409,9 @@ async def run_agent(
     *,
     stop: asyncio.Event | None = None,
     handle_signals: bool = True,
-) -> AgentStats:
-    """Wire the agent from ``config`` and run it until SIGTERM/SIGINT (or ``stop``)."""
-    clock = SystemClock()
-    started_ms = clock.wall_ms()
-    boot = new_boot_id(started_ms)
-    publisher = MqttPublisher(
-        config.broker,
-        topics=config.topics,
-        site=config.site,
-        gateway=config.gateway,
-        client_id=config.client_id,
-        boot=boot,
-        birth=build_birth(config, boot, started_ms),
-        wall_ms=clock.wall_ms,
-    )
-    bindings = build_bindings(config)
-    batcher = Batcher(
-        gateway=config.gateway,
-        boot=boot,
-        max_readings=config.batching.max_readings,
-        max_age_ms=round(config.batching.max_age_s * 1000),
-    )
-    agent = Agent(batcher=batcher, bindings=bindings, sink=publisher, clock=clock)
-    stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    signals = (signal.SIGTERM, signal.SIGINT) if handle_signals else ()
-    for signum in signals:
-        loop.add_signal_handler(signum, stop.set)
-    log.info(
-        "edge agent %s: site %s gateway %s boot %s, %d source(s), %d signal(s)",
-        agent_version(),
-        config.site,
-        config.gateway,
-        boot,
-        len(bindings),
-        len(config.signals),
-    )
-    publisher.start()
-    try:
-        stats = await agent.run(stop)
-    finally:
-        for signum in signals:
-            loop.remove_signal_handler(signum)
-        await asyncio.to_thread(publisher.stop, STOP_TIMEOUT_S)
-        for binding in bindings:
-            try:
-                await binding.source.close()
-            except Exception:
-                log.exception("closing source %s failed", binding.source_id)
-    log.info(
-        "edge agent stopped: %d readings, %d batches published, %d dropped",
-        stats.readings,
-        stats.batches_published,
-        stats.batches_dropped,
-    )
-    return stats
+    config_path: str | Path | None = None,
+) -> AgentStatus:
+    """Run the agent (see :func:`edge_agent.runner.run_agent`); kept here for callers."""
+    from edge_agent.runner import run_agent as run  # noqa: PLC0415 - runner imports this module
+
+    return await run(config, stop=stop, handle_signals=handle_signals, config_path=config_path)

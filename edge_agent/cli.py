@@ -1,8 +1,13 @@
-"""``edge-agent``: run the gateway agent, or check its configuration.
+"""``edge-agent``: run the gateway agent, check its configuration, show its health.
 
-* ``edge-agent run CONFIG.toml``: run until SIGTERM/SIGINT (exit 0), exit 2 on a bad config.
+* ``edge-agent run CONFIG.toml``: run until SIGTERM/SIGINT (exit 0), SIGHUP reloads the file;
+  exit 2 on a bad config, 1 on another failure (e.g. the spool is locked by another agent).
 * ``edge-agent check-config CONFIG.toml``: print ``OK`` and a summary (exit 0), or every
   problem by field path / TOML line on stderr (exit 2).
+* ``edge-agent status CONFIG.toml [--json]``: the running agent's health and active alerts
+  from its status page; if it is not running, what its spool file holds (exit 3).
+* ``edge-agent ack CONFIG.toml ALERT --operator NAME [--comment TEXT]``: acknowledge an alert
+  at the plant (through the running agent; it publishes the ack, spooled while offline).
 
 Environment overrides (``FLIGHTDECK_EDGE_...``, see :mod:`edge_agent.config`) apply to both.
 """
@@ -17,13 +22,22 @@ from collections.abc import Sequence
 from importlib import metadata
 from typing import Final, TextIO
 
-from edge_agent.config import AgentConfig, load_config
+from edge_agent.config import (
+    AgentConfig,
+    HttpSourceConfig,
+    ModbusSourceConfig,
+    OpcUaSourceConfig,
+    SignalConfig,
+    SourceConfig,
+    load_config,
+)
 from edge_agent.errors import ConfigError, EdgeError
 from shared.topics import Channel
 
 EXIT_OK: Final = 0
 EXIT_ERROR: Final = 1
 EXIT_CONFIG: Final = 2
+EXIT_NOT_RUNNING: Final = 3
 
 
 def _version() -> str:
@@ -48,6 +62,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("config", metavar="CONFIG.toml")
     check = commands.add_parser("check-config", help="validate a configuration file")
     check.add_argument("config", metavar="CONFIG.toml")
+    status = commands.add_parser("status", help="show the running agent's health and alerts")
+    status.add_argument("config", metavar="CONFIG.toml")
+    status.add_argument("--json", action="store_true", help="print the raw status JSON")
+    ack = commands.add_parser("ack", help="acknowledge an active alert at the plant")
+    ack.add_argument("config", metavar="CONFIG.toml")
+    ack.add_argument("alert", metavar="ALERT_ID")
+    ack.add_argument("--operator", required=True, help="who acknowledges")
+    ack.add_argument("--comment", default="", help="optional note for the planners")
+    ack.add_argument("--token", default=None, help="status.ack_token, when one is configured")
     return parser
 
 
@@ -68,21 +91,50 @@ def summarize(config: AgentConfig) -> list[str]:
         ),
         f"batching: {config.batching.max_readings} readings or {config.batching.max_age_s} s",
     ]
+    sp = config.spool
+    lines.append(
+        f"spool {config.spool_path}: max {sp.max_bytes} bytes, max age {sp.max_age_s:g} s,"
+        f" {sp.policy}"
+    )
+    st = config.status
+    lines.append(
+        f"status page http://{st.host}:{st.port}/" if st.enabled else "status page disabled"
+    )
     for src in config.sources:
         count = len(config.signals_of(src.id))
-        lines.append(
-            f"source {src.id}: {src.type} {src.host}:{src.port} unit {src.unit_id}, "
-            f"timeout {src.timeout_s} s, {count} signal(s)"
-        )
+        lines.append(f"source {src.id}: {_describe_source(src)}, {count} signal(s)")
     for sig in config.signals:
         unit = f" [{sig.unit}]" if sig.unit else ""
+        rbe = ""
+        if sig.deadband or sig.deadband_percent:
+            rbe = (
+                f", deadband {sig.deadband:g}/{sig.deadband_percent:g}%"
+                f" heartbeat {sig.heartbeat_s:g} s"
+            )
+        counter = f", {sig.counter_bits}-bit counter" if sig.counter_bits else ""
         lines.append(
-            f"signal {sig.id}: {sig.source} {sig.register_type} {sig.address} {sig.data_type}"
-            f"/{sig.word_order} x{sig.scale:g}{sig.offset:+g} -> {sig.kind}{unit}"
-            f" every {sig.period_s:g} s"
+            f"signal {sig.id}: {sig.source} {_describe_address(sig)}"
+            f" x{sig.scale:g}{sig.offset:+g} -> {sig.kind}{unit} every {sig.period_s:g} s"
+            f"{rbe}{counter}"
         )
     lines.append(f"config hash {config.config_hash()}")
     return lines
+
+
+def _describe_source(src: SourceConfig) -> str:
+    if isinstance(src, ModbusSourceConfig):
+        return f"modbus {src.host}:{src.port} unit {src.unit_id}, timeout {src.timeout_s} s"
+    if isinstance(src, OpcUaSourceConfig):
+        return f"opcua {src.url} ({src.mode}), timeout {src.timeout_s} s"
+    if isinstance(src, HttpSourceConfig):
+        return f"http {src.url}, timeout {src.timeout_s} s"
+    return f"csv {src.path} ({src.mode})"
+
+
+def _describe_address(sig: SignalConfig) -> str:
+    if sig.address is not None:
+        return f"{sig.register_type} {sig.address} {sig.data_type}/{sig.word_order}"
+    return sig.node or sig.field or sig.column or "?"
 
 
 def _print_config_error(exc: ConfigError, out: TextIO) -> None:
@@ -106,7 +158,7 @@ def _check_config(path: str) -> int:
 
 
 def _run(path: str) -> int:
-    from edge_agent.agent import run_agent  # noqa: PLC0415 - keep check-config light
+    from edge_agent.runner import run_agent  # noqa: PLC0415 - keep check-config light
 
     try:
         config = load_config(path)
@@ -114,7 +166,7 @@ def _run(path: str) -> int:
         _print_config_error(exc, sys.stderr)
         return EXIT_CONFIG
     try:
-        asyncio.run(run_agent(config))
+        asyncio.run(run_agent(config, config_path=path))
     except ConfigError as exc:  # e.g. TLS files that exist but do not load
         _print_config_error(exc, sys.stderr)
         return EXIT_CONFIG
@@ -133,6 +185,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _check_config(args.config)
     if args.command == "run":
         return _run(args.config)
+    if args.command in ("status", "ack"):
+        from edge_agent.cli_status import ack_command, status_command  # noqa: PLC0415
+
+        try:
+            config = load_config(args.config)
+        except ConfigError as exc:
+            _print_config_error(exc, sys.stderr)
+            return EXIT_CONFIG
+        if args.command == "status":
+            return status_command(config, as_json=args.json)
+        return ack_command(config, args.alert, args.operator, args.comment, args.token)
     return EXIT_CONFIG  # pragma: no cover - argparse rejects unknown commands
 
 

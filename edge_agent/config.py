@@ -57,49 +57,78 @@ Example (every key but ``site``, ``gateway``, the sources' ``id``/``host`` and t
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
 import tomllib
 from collections.abc import Mapping
-from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Final, Literal, Self
+from typing import Annotated, Any, Final, Self
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    FilePath,
-    FiniteFloat,
-    SecretStr,
-    ValidationError,
-    model_validator,
-)
+from pydantic import AfterValidator, Field, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from shared.ids import ID_MAX_LENGTH, InvalidIdError, is_valid_id
-from shared.messages import SignalKind
+from shared.ids import InvalidIdError
 from shared.topics import DEFAULT_PREFIX, TopicScheme
 
+from .config_runtime import (
+    BatchingConfig,
+    BrokerConfig,
+    ClockConfig,
+    DeliveryConfig,
+    DropPolicy,
+    SpoolConfig,
+    StatusConfig,
+    TlsConfig,
+)
+from .config_sources import (
+    ADDRESS_FIELD,
+    REGISTER_WIDTH,
+    SOURCE_TYPES,
+    CsvSourceConfig,
+    DataType,
+    HttpSourceConfig,
+    ModbusSourceConfig,
+    OpcUaSourceConfig,
+    RegisterType,
+    SignalConfig,
+    SourceConfig,
+    WordOrder,
+)
+from .config_types import ID_RULE, IdStr, Model
 from .errors import ConfigError, ConfigIssue
+
+__all__ = [
+    "ENV_PREFIX",
+    "REGISTER_WIDTH",
+    "SOURCE_TYPES",
+    "AgentConfig",
+    "BatchingConfig",
+    "BrokerConfig",
+    "ClockConfig",
+    "CsvSourceConfig",
+    "DataType",
+    "DeliveryConfig",
+    "DropPolicy",
+    "HttpSourceConfig",
+    "ModbusSourceConfig",
+    "OpcUaSourceConfig",
+    "RegisterType",
+    "SignalConfig",
+    "SourceConfig",
+    "SpoolConfig",
+    "StatusConfig",
+    "TlsConfig",
+    "WordOrder",
+    "config_from_mapping",
+    "load_config",
+    "parse_toml",
+]
 
 ENV_PREFIX: Final = "FLIGHTDECK_EDGE_"
 ENV_NESTED_DELIMITER: Final = "__"
-
-_ID_RULE: Final = (
-    f"ids are 1-{ID_MAX_LENGTH} characters of A-Z a-z 0-9 _ . : - starting with a letter or "
-    "digit (no '/', '+', '#', spaces)"
-)
-
-
-def _check_id(value: str) -> str:
-    if not is_valid_id(value):
-        raise PydanticCustomError("invalid_id", "{detail}", {"detail": f"{value!r}: {_ID_RULE}"})
-    return value
 
 
 def _check_prefix(value: str) -> str:
@@ -109,152 +138,12 @@ def _check_prefix(value: str) -> str:
         raise PydanticCustomError(
             "invalid_topic_prefix",
             "{detail}",
-            {"detail": f"{value!r}: every '/'-separated level must be an id; {_ID_RULE}"},
+            {"detail": f"{value!r}: every '/'-separated level must be an id; {ID_RULE}"},
         ) from exc
     return value
 
 
-#: An identifier under the shared rule (:mod:`shared.ids`): safe in topics, tags and queries.
-IdStr = Annotated[str, AfterValidator(_check_id)]
-#: Printable text without control characters, as the wire contract's ``Text``.
-Text = Annotated[str, Field(max_length=256, pattern=r"^[^\x00-\x1f\x7f]*$")]
-Port = Annotated[int, Field(ge=1, le=65535)]
-
-
-class RegisterType(StrEnum):
-    HOLDING = "holding"  # function code 3
-    INPUT = "input"  # function code 4
-
-
-class DataType(StrEnum):
-    FLOAT32 = "float32"  # IEEE 754 single, 2 registers
-    UINT32 = "uint32"  # 2 registers
-    INT16 = "int16"  # 1 register, two's complement
-    UINT16 = "uint16"  # 1 register
-
-
-#: Registers per value of each data type.
-REGISTER_WIDTH: Final[Mapping[DataType, int]] = {
-    DataType.FLOAT32: 2,
-    DataType.UINT32: 2,
-    DataType.INT16: 1,
-    DataType.UINT16: 1,
-}
-
-
-class WordOrder(StrEnum):
-    """Order of the 16-bit words of a 32-bit value; bytes within a word are always big-endian."""
-
-    BIG = "big"  # most significant word first ("ABCD"), the Modbus convention
-    LITTLE = "little"  # least significant word first ("CDAB"), common on some PLCs
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class TlsConfig(_Model):
-    """TLS towards the broker; without ``ca_file`` the system trust store is used."""
-
-    ca_file: FilePath | None = None
-    cert_file: FilePath | None = None  # client certificate (with key_file), for mutual TLS
-    key_file: FilePath | None = None
-
-    @model_validator(mode="after")
-    def _cert_and_key_together(self) -> Self:
-        if (self.cert_file is None) != (self.key_file is None):
-            raise PydanticCustomError(
-                "tls_pair", "cert_file and key_file must be given together (or neither)"
-            )
-        return self
-
-
-class BrokerConfig(_Model):
-    host: str = Field(default="localhost", min_length=1)
-    port: Port = 1883
-    username: str | None = None
-    password: SecretStr | None = None
-    tls: TlsConfig | None = None
-    keepalive_s: int = Field(default=30, ge=5, le=65535)
-    client_id: IdStr | None = None  # default: the gateway id (see AgentConfig.client_id)
-    # QoS 1 messages in flight (sent, not yet PUBACKed); paho's default is 20.
-    max_inflight: int = Field(default=20, ge=1, le=65535)
-    # paho's outgoing queue (in flight + waiting), memory only. Kept well under the 16-bit
-    # message-id space: past ~65.5k unacked messages paho refuses publishes anyway.
-    max_queued: int = Field(default=1000, ge=1, le=65000)
-    reconnect_min_s: int = Field(default=1, ge=1, le=3600)
-    reconnect_max_s: int = Field(default=60, ge=1, le=3600)
-
-    @model_validator(mode="after")
-    def _reconnect_bounds(self) -> Self:
-        if self.reconnect_max_s < self.reconnect_min_s:
-            raise PydanticCustomError(
-                "reconnect_bounds", "reconnect_max_s must be >= reconnect_min_s"
-            )
-        return self
-
-
-class BatchingConfig(_Model):
-    """A batch is published when it holds ``max_readings`` or its oldest is ``max_age_s`` old."""
-
-    max_readings: int = Field(default=100, ge=1, le=10_000)
-    max_age_s: float = Field(default=5.0, gt=0, le=3600)
-
-
-class ModbusSourceConfig(_Model):
-    """A Modbus TCP device. Adjacent registers are read in one request (up to
-    ``max_block_registers``; ``max_gap`` unused registers may be read to join two blocks)."""
-
-    type: Literal["modbus"]
-    id: IdStr
-    host: str = Field(min_length=1)
-    port: Port = 502
-    unit_id: int = Field(default=1, ge=0, le=255)
-    timeout_s: float = Field(default=1.0, gt=0, le=60)
-    retries: int = Field(default=1, ge=0, le=10)  # per request, after the first attempt
-    reconnect_min_s: float = Field(default=0.5, gt=0, le=3600)
-    reconnect_max_s: float = Field(default=30.0, gt=0, le=3600)
-    max_block_registers: int = Field(default=125, ge=2, le=125)  # 125: the FC 3/4 limit
-    max_gap: int = Field(default=0, ge=0, le=123)
-
-    @model_validator(mode="after")
-    def _reconnect_bounds(self) -> Self:
-        if self.reconnect_max_s < self.reconnect_min_s:
-            raise PydanticCustomError(
-                "reconnect_bounds", "reconnect_max_s must be >= reconnect_min_s"
-            )
-        return self
-
-
-#: Every kind of source, told apart by ``type``. Later issues add OPC UA and MES sources here.
-SourceConfig = Annotated[ModbusSourceConfig, Field(discriminator="type")]
-SOURCE_TYPES: Final = frozenset({"modbus"})
-
-
-class SignalConfig(_Model):
-    """One measured quantity: where a source finds it, how to scale it, what it means.
-
-    The value published is ``raw * scale + offset``.
-    """
-
-    id: IdStr
-    source: IdStr
-    address: int | None = Field(default=None, ge=0, le=65535)  # required by Modbus sources
-    register_type: RegisterType = RegisterType.HOLDING
-    data_type: DataType = DataType.FLOAT32
-    word_order: WordOrder = WordOrder.BIG
-    scale: FiniteFloat = 1.0
-    offset: FiniteFloat = 0.0
-    kind: SignalKind
-    unit: Text = ""
-    sku: IdStr | None = None
-    location: IdStr | None = None
-    line: IdStr | None = None
-    period_s: float = Field(default=60.0, gt=0, le=86_400 * 366)
-    description: Text = ""
-
-
-class AgentConfig(_Model):
+class AgentConfig(Model):
     """Everything one gateway's agent needs. Frozen; build it with :func:`load_config`."""
 
     site: IdStr
@@ -262,6 +151,10 @@ class AgentConfig(_Model):
     topic_prefix: Annotated[str, AfterValidator(_check_prefix)] = DEFAULT_PREFIX
     broker: BrokerConfig = BrokerConfig()
     batching: BatchingConfig = BatchingConfig()
+    spool: SpoolConfig = SpoolConfig()
+    delivery: DeliveryConfig = DeliveryConfig()
+    status: StatusConfig = StatusConfig()
+    clock: ClockConfig = ClockConfig()
     sources: list[SourceConfig] = Field(min_length=1)
     signals: list[SignalConfig] = Field(min_length=1)
 
@@ -287,6 +180,14 @@ class AgentConfig(_Model):
     def topics(self) -> TopicScheme:
         return TopicScheme(self.topic_prefix)
 
+    @property
+    def spool_path(self) -> Path:
+        """Where the spool lives: ``spool.path``, else ``var/edge/{gateway}/spool.db``."""
+        return self.spool.path or Path("var") / "edge" / self.gateway / "spool.db"
+
+    def source(self, source_id: str) -> SourceConfig | None:
+        return next((s for s in self.sources if s.id == source_id), None)
+
     def signals_of(self, source_id: str) -> list[SignalConfig]:
         return [s for s in self.signals if s.source == source_id]
 
@@ -294,20 +195,21 @@ class AgentConfig(_Model):
         """A stable sha256 (hex) of the normalised config, announced in the birth message.
 
         Normalised: defaults filled in, keys sorted, so a file that spells out a default hashes
-        like one that omits it. The broker password is left out: the hash is published.
+        like one that omits it. Secrets are left out: the hash is published.
         """
-        data = self.model_dump(mode="json", exclude={"broker": {"password"}})
+        data = self.model_dump(
+            mode="json",
+            exclude={"broker": {"password"}, "status": {"ack_token"}},
+        )
         canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _uses_registers(source: SourceConfig) -> bool:
-    """Whether the source addresses signals by register (``address``, ``data_type``...)."""
-    return source.type == "modbus"
+Issues = list[tuple[tuple[str | int, ...], str]]
 
 
-def _cross_reference_issues(cfg: AgentConfig) -> list[tuple[tuple[str | int, ...], str]]:
-    issues: list[tuple[tuple[str | int, ...], str]] = []
+def _cross_reference_issues(cfg: AgentConfig) -> Issues:
+    issues: Issues = []
     sources: dict[str, SourceConfig] = {}
     for i, src in enumerate(cfg.sources):
         if src.id in sources:
@@ -325,44 +227,85 @@ def _cross_reference_issues(cfg: AgentConfig) -> list[tuple[tuple[str | int, ...
                 (("signals", i, "source"), f"unknown source {sig.source!r} (defined: {known})")
             )
             continue
-        if _uses_registers(owner):
-            if sig.address is None:
-                issues.append((("signals", i, "address"), "required for a modbus source"))
-            elif sig.address + REGISTER_WIDTH[sig.data_type] - 1 > 65535:
-                issues.append(
-                    (
-                        ("signals", i, "address"),
-                        f"a {sig.data_type} at {sig.address} ends past 65535",
-                    )
+        issues.extend(_addressing_issues(i, sig, owner))
+    if cfg.delivery.window > cfg.broker.max_queued:
+        issues.append(
+            (
+                ("delivery", "window"),
+                f"{cfg.delivery.window} exceeds broker.max_queued ({cfg.broker.max_queued})",
+            )
+        )
+    return issues
+
+
+def _addressing_issues(i: int, sig: SignalConfig, owner: SourceConfig) -> Issues:
+    """The signal must carry the address field of its source's type, and no other."""
+    issues: Issues = []
+    wanted = ADDRESS_FIELD[owner.type]
+    if getattr(sig, wanted) is None:
+        issues.append((("signals", i, wanted), f"required for a {owner.type} source"))
+    for other_type, name in ADDRESS_FIELD.items():
+        if name != wanted and getattr(sig, name) is not None:
+            issues.append(
+                (
+                    ("signals", i, name),
+                    f"applies to {other_type} sources; {sig.source!r} is {owner.type}",
                 )
+            )
+    if sig.value_map and owner.type != "http":
+        issues.append((("signals", i, "value_map"), "applies to http sources only"))
+    if (
+        owner.type == "modbus"
+        and sig.address is not None
+        and sig.address + REGISTER_WIDTH[sig.data_type] - 1 > 65535
+    ):
+        issues.append(
+            (("signals", i, "address"), f"a {sig.data_type} at {sig.address} ends past 65535")
+        )
     return issues
 
 
 # -- loading --------------------------------------------------------------------------------
 
 
-class _EnvOverlay(BaseSettings, AgentConfig):
-    """AgentConfig with environment overrides on top of the values given (the TOML file)."""
+def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """``FLIGHTDECK_EDGE_BROKER__HOST=x`` -> ``{"broker": {"host": "x"}}`` (names case-blind).
 
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX,
-        env_nested_delimiter=ENV_NESTED_DELIMITER,
-        case_sensitive=False,
-        extra="forbid",
-        frozen=True,
-    )
+    A value starting with ``[`` or ``{`` is JSON (lists such as ``signals`` are replaced
+    whole); anything else stays a string, which validation converts (``"1884"`` -> 1884).
+    Our own twenty lines instead of pydantic-settings, which alone costs a gateway ~16 MB.
+    """
+    out: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.upper().startswith(ENV_PREFIX):
+            continue
+        path = name[len(ENV_PREFIX) :].lower().split(ENV_NESTED_DELIMITER)
+        if not all(path):
+            continue
+        value: Any = raw
+        if raw.lstrip()[:1] in ("[", "{"):
+            with contextlib.suppress(ValueError):  # else validation reports the string
+                value = json.loads(raw)
+        node = out
+        for part in path[:-1]:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = node[part] = {}
+            node = child
+        node[path[-1]] = value
+    return out
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # First wins: the environment over the file; no .env or secrets directory.
-        return (env_settings, init_settings)
+
+def _merge(base: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
+    """``overlay`` over ``base``, table by table (the environment wins over the file)."""
+    merged = dict(base)
+    for key, value in overlay.items():
+        below = merged.get(key)
+        if isinstance(value, dict) and isinstance(below, Mapping):
+            merged[key] = _merge(below, value)
+        else:
+            merged[key] = value
+    return merged
 
 
 _TOML_POSITION = re.compile(r"\s*\(at line (?P<line>\d+), column (?P<column>\d+)\)\s*$")
@@ -393,8 +336,7 @@ def config_from_mapping(
     """Validate parsed values (plus, with ``use_env``, the environment overrides)."""
     try:
         if use_env:
-            overlaid = _EnvOverlay(**values)
-            return AgentConfig.model_validate(overlaid.model_dump())
+            values = _merge(values, env_overrides(os.environ))
         return AgentConfig.model_validate(values)
     except ValidationError as exc:
         raise ConfigError(path, issues_from_validation(exc, use_env=use_env)) from None

@@ -92,3 +92,23 @@ class QueueFullError(PublishError):
     Raised when ``max_queued_messages`` is reached or the 16-bit message-id space of unacked
     QoS 1 messages is exhausted; the caller still owns the payload.
     """
+
+
+class SpoolError(EdgeError):
+    """The spool cannot be used; ``path`` is its file, ``reason`` says why."""
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        self.path = Path(path)
+        self.reason = reason
+        super().__init__(f"spool {self.path}: {reason}")
+
+    def __reduce__(self) -> tuple[type[SpoolError], tuple[Path, str]]:
+        return (type(self), (self.path, self.reason))
+
+
+class SpoolCorruptError(SpoolError):
+    """SQLite reports the spool file corrupt (or not a database): move it aside, start fresh."""
+
+
+class SpoolLockedError(SpoolError):
+    """Another process (a second agent?) holds the spool's lock file: refuse to share it."""

@@ -1,31 +1,37 @@
-"""``firmware-sim``: run simulated plants behind real protocol servers.
+"""``firmware-sim``: a simulated plant behind real protocol servers (docs/simulator.md).
 
-Subcommands (more come later: ``backfill``, ``fleet``):
-
-* ``firmware-sim run --modbus-port N [--host H] [--seed S] [--period S] [--device-id N]``:
-  one SKU's stock process behind a Modbus TCP server (register map in
-  :mod:`firmware_sim.modbus_server`). Prints one ``listening`` line when ready and runs until
-  SIGINT or SIGTERM. ``--modbus-port 0`` picks a free port (printed).
+Subcommands: ``run`` (serve a scenario over Modbus TCP, OPC UA, MES HTTP and MQTT), ``backfill``
+(write months of history into InfluxDB), ``fleet`` (emulate thousands of gateways over MQTT),
+``validate`` and ``map`` (check a scenario file, print its register maps and node ids) and
+``demo`` (the whole system as local processes). Every one has ``--help``.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
-import signal
 import sys
 from collections.abc import Sequence
 
-from firmware_sim.demo import run_demo
 from firmware_sim.errors import SimError
-from firmware_sim.modbus_server import StockModbusServer, serve
-from firmware_sim.plant import StockParams, StockProcess
 
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
-_DEFAULTS = StockParams()
+
+_SCENARIO_HELP = "scenario TOML file (default: the built-in demo plant)"
+_EPILOG_RUN = """\
+examples:
+  firmware-sim run                              default scenario, every server on a free port
+  firmware-sim run plant.toml --modbus-port 5020 --opcua-port 4840 --mes-port 8080
+  firmware-sim run --speed 10080 --mqtt 127.0.0.1:1883 --truth truth.jsonl
+                                                a week per minute, from 28 days ago to now
+
+With no --*-port option, Modbus, OPC UA and MES all start on free ports; with some, only those.
+The lines printed on start say where each server listens; "ready" follows. Ctrl-C stops.
+Accelerated runs (--speed > 1) start 28 days in the past by default and continue in real time
+once they reach the present, so every timestamp stays acceptable to the cloud.
+"""
 
 
 def _port(text: str) -> int:
@@ -42,32 +48,145 @@ def _positive(text: str) -> float:
     return value
 
 
+def _non_negative(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    return host, _port(port)
+
+
+def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    run = commands.add_parser(
+        "run",
+        help="serve a scenario over Modbus TCP, OPC UA, MES HTTP and MQTT",
+        description="Run a simulated plant behind real protocol servers until Ctrl-C.",
+        epilog=_EPILOG_RUN,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument("scenario", nargs="?", help=_SCENARIO_HELP)
+    run.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    run.add_argument(
+        "--speed", type=_positive, default=1.0, help="simulated s per real s (10080: a week/min)"
+    )
+    run.add_argument(
+        "--start",
+        default=None,
+        help="simulated start: 'now', an ISO date/time (UTC), or '-Nd'/'-Nh' before now "
+        "(default: now; with --speed > 1: -28d, catching up with the present)",
+    )
+    run.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    run.add_argument("--modbus-port", type=_port, help="Modbus TCP port (0: any free)")
+    run.add_argument("--opcua-port", type=_port, help="OPC UA port (0: any free)")
+    run.add_argument("--mes-port", type=_port, help="MES HTTP port (0: any free)")
+    run.add_argument(
+        "--mqtt", type=_host_port, metavar="HOST:PORT", help="broker for the smart sensors"
+    )
+    run.add_argument("--mqtt-username", help="MQTT username of the smart sensors")
+    run.add_argument("--mqtt-password", help="MQTT password of the smart sensors")
+    run.add_argument("--prefix", default="flightdeck/v1", help="MQTT topic prefix")
+    run.add_argument("--truth", metavar="FILE", help="append ground truth here (JSON lines)")
+    run.add_argument(
+        "--sample-period",
+        type=_non_negative,
+        default=None,
+        help="shortest sensor period in simulated s (default: speed/20, 0 in real time)",
+    )
+    run.add_argument("--duration", type=_positive, help="stop after this many real seconds")
+
+
+def _add_backfill(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    bf = commands.add_parser(
+        "backfill",
+        help="write days or months of simulated history into InfluxDB",
+        description="Simulate the past N days as fast as possible and write every sample "
+        "into InfluxDB in the cloud's schema, with a progress bar; ground truth optional.",
+        epilog="example:\n  firmware-sim backfill --days 90 --influx-url http://127.0.0.1:8086 "
+        "--database flightdeck --truth truth.jsonl",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    bf.add_argument("scenario", nargs="?", help=_SCENARIO_HELP)
+    bf.add_argument("--days", type=_positive, required=True, help="how many days of history")
+    bf.add_argument("--end", default="now", help="end of the history: 'now' or ISO (UTC)")
+    bf.add_argument("--influx-url", required=True, help="e.g. http://127.0.0.1:8086")
+    bf.add_argument("--database", required=True, help="InfluxDB database (created if missing)")
+    bf.add_argument("--username", help="InfluxDB user")
+    bf.add_argument("--password", help="InfluxDB password")
+    bf.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    bf.add_argument("--gateway", help="gateway tag of the points (default: the scenario's)")
+    bf.add_argument("--truth", metavar="FILE", help="append ground truth here (JSON lines)")
+    bf.add_argument(
+        "--sample-period", type=_positive, default=60.0, help="shortest sensor period, s (60)"
+    )
+    bf.add_argument("--batch", type=int, default=10_000, help="points per write (10000)")
+
+
+def _add_fleet(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    fl = commands.add_parser(
+        "fleet",
+        help="emulate thousands of gateways publishing over MQTT (load tests)",
+        description="One process emulates GATEWAYS gateways x SIGNALS signals publishing "
+        "contract telemetry (QoS 1, batched) to a broker, and reports the rate it sustains.",
+        epilog="examples:\n  firmware-sim fleet --mqtt 127.0.0.1:1883 --gateways 1000 "
+        "--signals 100 --period 1 --duration 60\n  firmware-sim fleet --mqtt 127.0.0.1:1883 "
+        "--period 0 --duration 10      as fast as the broker acknowledges",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    fl.add_argument("--mqtt", type=_host_port, required=True, metavar="HOST:PORT")
+    fl.add_argument("--gateways", type=int, default=1000, help="gateways (1000)")
+    fl.add_argument("--signals", type=int, default=100, help="signals per gateway (100)")
+    fl.add_argument(
+        "--period", type=_non_negative, default=1.0, help="s between a gateway's batches (0: max)"
+    )
+    fl.add_argument("--duration", type=_positive, default=10.0, help="real seconds (10)")
+    fl.add_argument(
+        "--readings-per-message", type=int, default=100, help="batch size (1: no batching)"
+    )
+    fl.add_argument("--connections", type=int, default=0, help="MQTT connections (0: 1/gateway)")
+    fl.add_argument("--window", type=int, default=20, help="QoS 1 messages in flight/connection")
+    fl.add_argument("--qos", type=int, choices=[0, 1], default=1)
+    fl.add_argument("--site", default="fleet", help="site id of the gateways (fleet)")
+    fl.add_argument("--prefix", default="flightdeck/v1", help="MQTT topic prefix")
+    fl.add_argument("--username", help="MQTT username")
+    fl.add_argument("--password", help="MQTT password")
+    fl.add_argument("--seed", type=int, default=0)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="firmware-sim", description="Simulated plants behind real protocol servers."
+        prog="firmware-sim",
+        description="A simulated plant (stock, production lines, S&OP plan, sensors, faults) "
+        "behind real protocol servers, with ground truth. See docs/simulator.md.",
     )
     parser.add_argument(
         "--log-level",
         type=str.upper,
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-        default="INFO",
-        help="logging level (default INFO)",
+        default="WARNING",
+        help="logging level (default WARNING)",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    run = commands.add_parser("run", help="serve one simulated stock-level sensor over Modbus TCP")
-    run.add_argument("--modbus-port", type=_port, required=True, help="TCP port (0: any free)")
-    run.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    run.add_argument("--seed", type=int, default=0, help="random seed of the plant (default 0)")
-    run.add_argument(
-        "--period", type=_positive, default=1.0, help="plant step and update period, s (1.0)"
+    _add_run(commands)
+    _add_backfill(commands)
+    _add_fleet(commands)
+    validate = commands.add_parser(
+        "validate",
+        help="check a scenario file",
+        description="Load a scenario and print a summary, or the error with its field and line.",
     )
-    run.add_argument("--device-id", type=int, default=1, help="Modbus unit id (default 1)")
-    run.add_argument("--initial-stock", type=float, default=_DEFAULTS.initial_stock)
-    run.add_argument("--demand-per-s", type=float, default=_DEFAULTS.demand_per_s)
-    run.add_argument("--reorder-point", type=float, default=_DEFAULTS.reorder_point)
-    run.add_argument("--order-quantity", type=float, default=_DEFAULTS.order_quantity)
-    run.add_argument("--lead-time-steps", type=int, default=_DEFAULTS.lead_time_steps)
+    validate.add_argument("scenario", help="scenario TOML file")
+    show = commands.add_parser(
+        "map",
+        help="print a scenario's Modbus register maps, OPC UA node ids and MQTT topics",
+        description="What a client needs to read a scenario's devices.",
+    )
+    show.add_argument("scenario", nargs="?", help=_SCENARIO_HELP)
     demo = commands.add_parser(
         "demo",
         help="run Mosquitto, InfluxDB, this simulator, an edge agent and the cloud service",
@@ -79,58 +198,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-async def _run(args: argparse.Namespace) -> None:
-    params = StockParams(
-        initial_stock=args.initial_stock,
-        demand_per_s=args.demand_per_s,
-        reorder_point=args.reorder_point,
-        order_quantity=args.order_quantity,
-        lead_time_steps=args.lead_time_steps,
-    )
-    plant = StockProcess(params, seed=args.seed)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-
-    def ready(server: StockModbusServer) -> None:
-        print(
-            f"firmware-sim: modbus listening on {server.host}:{server.port} "
-            f"(device {server.device_id}, period {server.period_s} s, seed {args.seed})",
-            flush=True,
-        )
-
-    try:
-        await serve(
-            args.host,
-            args.modbus_port,
-            plant,
-            args.period,
-            device_id=args.device_id,
-            on_ready=ready,
-            stop=stop,
-        )
-    finally:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(signum)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     if args.command == "demo":
+        from firmware_sim.demo import run_demo  # noqa: PLC0415 - the stack and httpx only when asked for
+
         stored = run_demo(args.duration)
         return EXIT_OK if stored > 0 or args.duration is None else EXIT_ERROR
-    if args.command == "run":
-        try:
-            asyncio.run(_run(args))
-        except SimError as exc:
-            print(f"firmware-sim: {exc}", file=sys.stderr)
-            return EXIT_ERROR
-        return EXIT_OK
-    return EXIT_USAGE  # pragma: no cover - argparse rejects unknown commands
+    from firmware_sim import commands  # noqa: PLC0415 - loaded only when needed
+
+    try:
+        return commands.dispatch(args)
+    except SimError as exc:
+        print(f"firmware-sim: {exc}", file=sys.stderr)
+        return EXIT_ERROR
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """``firmware-sim demo``: the whole system on one machine, each part its own process.
 
-Starts Mosquitto and influxd (``stack.LocalStack``), the simulated plant's Modbus server
-(``firmware-sim run``), an edge agent (``edge-agent run``) and the cloud service
+Starts Mosquitto and influxd (``stack.LocalStack``), the simulated plant of the default
+scenario (``firmware-sim run``: Modbus TCP, OPC UA, MES HTTP, and a smart sensor publishing
+straight to the broker, with ground truth in the work folder), an edge agent reading two
+Modbus units (``edge-agent run``) and the cloud service
 (``cloud-service run``), each with a generated config in a temporary folder, then reports how
 many readings InfluxDB holds until Ctrl-C (or ``--duration``). Separate processes, because
 that is how they run in production: the demo exercises the same CLIs and configs a user writes.
@@ -24,17 +26,22 @@ from typing import IO
 
 import httpx
 
-from firmware_sim.stack import LocalStack, free_port
+from firmware_sim.stack import LocalStack, free_ports
 
 SITE, GATEWAY, DATABASE = "demo-plant", "gw-01", "flightdeck"
 SIGNAL = "wh2.a113.level"
 
 
 def _edge_config(mqtt_port: int, modbus_port: int, spool_dir: Path) -> str:
-    del spool_dir  # the spool arrives with the edge agent issue
     return f"""\
 site = "{SITE}"
 gateway = "{GATEWAY}"
+
+[spool]
+path = "{spool_dir / "spool.db"}"
+
+[status]
+port = 0
 
 [broker]
 host = "127.0.0.1"
@@ -49,6 +56,14 @@ type = "modbus"
 id = "plc1"
 host = "127.0.0.1"
 port = {modbus_port}
+unit_id = 1
+
+[[sources]]
+type = "modbus"
+id = "plc2"
+host = "127.0.0.1"
+port = {modbus_port}
+unit_id = 2
 
 [[signals]]
 id = "{SIGNAL}"
@@ -60,6 +75,39 @@ unit = "pcs"
 sku = "A-113"
 location = "W2"
 period_s = 1.0
+
+[[signals]]
+id = "wh2.b220.weight"
+source = "plc1"
+address = 4
+data_type = "float32"
+word_order = "little"
+kind = "stock_level"
+unit = "kg"
+sku = "B-220"
+location = "W2"
+period_s = 1.0
+
+[[signals]]
+id = "line3.count"
+source = "plc2"
+address = 0
+data_type = "uint16"
+kind = "production_count"
+unit = "pcs"
+line = "line3"
+period_s = 1.0
+
+[[signals]]
+id = "line3.temperature"
+source = "plc2"
+address = 10
+data_type = "int16"
+scale = 0.1
+kind = "sensor"
+unit = "degC"
+line = "line3"
+period_s = 5.0
 """
 
 
@@ -74,8 +122,8 @@ client_id = "demo-cloud-ingest"
 url = "{influx_url}"
 database = "{DATABASE}"
 
-[ingest]
-dead_letter_file = "{workdir / "dead-letters.jsonl"}"
+[metadata]
+url = "sqlite+aiosqlite:///{workdir / "metadata.sqlite"}"
 """
 
 
@@ -143,14 +191,20 @@ def run_demo(duration_s: float | None, log: IO[str] = sys.stdout) -> int:
 
 def _run(workdir: Path, duration_s: float | None, stop: threading.Event, log: IO[str]) -> int:
     with LocalStack(workdir / "stack") as stack:
-        modbus_port = free_port()
+        modbus_port, mes_port, opcua_port = free_ports(3)
         edge_cfg = workdir / "edge.toml"
         edge_cfg.write_text(_edge_config(stack.mqtt_port, modbus_port, workdir / "spool"))
         cloud_cfg = workdir / "cloud.toml"
         cloud_cfg.write_text(_cloud_config(stack.mqtt_port, stack.influx_url, workdir))
-        sim = [sys.executable, "-m", "firmware_sim.cli", "run", "--modbus-port", str(modbus_port)]
+        truth = workdir / "truth.jsonl"
+        sim = [
+            *[sys.executable, "-m", "firmware_sim.cli", "run", "--seed", "1"],
+            *["--modbus-port", str(modbus_port), "--mes-port", str(mes_port)],
+            *["--opcua-port", str(opcua_port), "--mqtt", f"127.0.0.1:{stack.mqtt_port}"],
+            *["--truth", str(truth)],
+        ]
         with (
-            _process("sim", [*sim, "--period", "1.0", "--seed", "1"], log),
+            _process("sim", sim, log),
             _process("cloud", [*_script("cloud-service"), "run", "--config", str(cloud_cfg)], log),
             _process("edge", [*_script("edge-agent"), "run", str(edge_cfg)], log),
         ):
@@ -163,6 +217,11 @@ Flightdeck demo is running (Ctrl-C stops everything).
   InfluxDB    : {stack.influx_url}   database "{DATABASE}", e.g.:
                 curl -sG {stack.influx_url}/query --data-urlencode db={DATABASE} \\
                      --data-urlencode q={query}
+  plant (sim) : Modbus TCP 127.0.0.1:{modbus_port} (units 1, 2; `firmware-sim map` lists them)
+                OPC UA opc.tcp://127.0.0.1:{opcua_port}/flightdeck/sim
+                MES    curl -s http://127.0.0.1:{mes_port}/api/v1/lines
+                smart sensor ss-w1-01 publishes straight to the broker
+  truth       : {truth} (injected faults, stockouts, plan deviations)
   configs     : {edge_cfg} (edge agent), {cloud_cfg} (cloud service)
 """,
                 file=log,

@@ -1,18 +1,22 @@
 """The pure core of ingest: MQTT messages in, lines to write, dead letters and acks out.
 
 No I/O here: the MQTT/HTTP shell (``worker.py``) feeds it received messages and carries out
-what it returns, in order: write the lines, keep the dead letters, then PUBACK and publish the
-end-to-end acks. Nothing is acknowledged before it is stored or dead-lettered.
+what it returns, in order: write the lines, keep the dead letters and registry records, then
+PUBACK and publish the end-to-end acks. Nothing is acknowledged before it is stored or
+dead-lettered.
 """
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
 from typing import Final
 
 from cloud_service.deadletter import DeadLetter
 from cloud_service.ingest.catalog import SignalCatalog
+from cloud_service.ingest.peers import StoredReport, StreamReport
 from cloud_service.ingest.points import PointMapper
+from cloud_service.ingest.records import BirthRecord, StateRecord
 from cloud_service.ingest.sequence import SequenceTracker
 from shared.codec import Limits, MessageDecoder, TelemetryDecoder
 from shared.errors import ContractError, Reason
@@ -41,17 +45,43 @@ class BatchRef:
     seq: int
     first_unacked: int
     readings: int
+    historical: bool = False
+    latest: dict[str, int] = field(default_factory=dict)  # signal -> newest device time
+    received_ms: int = 0
 
 
 @dataclass(slots=True)
 class Prepared:
-    """Work for the shell: write ``lines``, keep ``dead``, then ack ``tokens`` and ``batches``."""
+    """Work for the shell: write ``lines``, keep ``dead``, record ``births``/``states``, then
+    ack ``tokens`` and ``batches``."""
 
     lines: list[str] = field(default_factory=list)
     dead: list[DeadLetter] = field(default_factory=list)
     batches: list[BatchRef] = field(default_factory=list)
     tokens: list[object] = field(default_factory=list)
-    states: dict[tuple[str, str], State] = field(default_factory=dict)
+    births: list[BirthRecord] = field(default_factory=list)
+    states: list[StateRecord] = field(default_factory=list)
+    first_received_ms: int = 0
+    #: (end of its lines in ``lines``, topic, gateway) per telemetry message, so a line the
+    #: store refuses is dead-lettered under the message it came from.
+    sources: list[tuple[int, str, str]] = field(default_factory=list)
+
+    def source_of(self, line_index: int) -> tuple[str, str | None]:
+        i = bisect.bisect_right(self.sources, line_index, key=lambda s: s[0])
+        if i < len(self.sources):
+            return self.sources[i][1], self.sources[i][2]
+        return "(store)", None
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What storing a :class:`Prepared` changed: acks to publish, a report for peers."""
+
+    acks: list[tuple[str, Ack]] = field(default_factory=list)  # (site, ack), one per stream
+    report: list[StreamReport] = field(default_factory=list)
+    duplicates: int = 0
+    gaps: int = 0  # seqs newly seen missing
+    filled: int = 0
 
 
 @dataclass(slots=True)
@@ -80,6 +110,8 @@ class IngestCore:
 
     def add(self, m: Inbound, out: Prepared) -> None:
         """Decode one message into ``out``; a refused message becomes a dead letter."""
+        if not out.tokens:
+            out.first_received_ms = m.received_ms
         out.tokens.append(m.token)
         try:
             self._one(m, out)
@@ -103,6 +135,7 @@ class IngestCore:
                     )
                 )
             out.lines.extend(self.mapper.lines(address.site, address.gateway, batch.readings))
+            out.sources.append((len(out.lines), m.topic, address.gateway))
             self.readings_in += len(batch.readings) + len(decoded.rejected)
             out.batches.append(
                 BatchRef(
@@ -112,6 +145,9 @@ class IngestCore:
                     batch.seq,
                     batch.first_unacked,
                     len(batch.readings),
+                    batch.historical,
+                    {r.signal: r.ts for r in batch.readings},
+                    m.received_ms,
                 )
             )
         elif not m.payload:
@@ -120,23 +156,49 @@ class IngestCore:
             birth = self._birth.decode(m.payload)
             if birth.gateway != address.gateway or birth.site != address.site:
                 raise ContractError(Reason.TOPIC_MISMATCH, "birth names another gateway or site")
-            self.catalog.learn(address.site, birth)
-            self.mapper.forget(address.site, address.gateway)
+            self.learn(address.site, birth)
+            out.births.append(BirthRecord(address.site, birth, m.received_ms))
         elif address.channel is Channel.STATE:
-            out.states[(address.site, address.gateway)] = self._state.decode(m.payload)
+            state = self._state.decode(m.payload)
+            out.states.append(StateRecord(address.site, address.gateway, state, m.received_ms))
         else:
             raise ContractError(Reason.BAD_TOPIC, f"ingest does not take {address.channel.value!r}")
 
-    def stored(self, prepared: Prepared, now_ms: int) -> list[tuple[str, Ack]]:
-        """After the write: the end-to-end acks to publish, as (site, ack), one per boot."""
+    def learn(self, site: str, birth: Birth) -> None:
+        """A gateway's catalog (from a birth, or from the registry at start-up)."""
+        self.catalog.learn(site, birth)
+        self.mapper.forget(site, birth.gateway)
+
+    def stored(self, prepared: Prepared, now_ms: int) -> Outcome:
+        """After the write: the end-to-end acks to publish, one per stream, and a report."""
+        out = Outcome()
         acks: dict[tuple[str, str, str], Ack] = {}
+        seqs: dict[tuple[str, str, str], list[int]] = {}
         for b in prepared.batches:
             result = self.tracker.stored(b.gateway, b.boot, b.seq, b.first_unacked)
+            out.duplicates += result.duplicate
+            out.gaps += result.new_gap
+            out.filled += result.filled
+            key = (b.site, b.gateway, b.boot)
+            seqs.setdefault(key, []).append(b.seq)
             if result.ack > 0:
-                acks[(b.site, b.gateway, b.boot)] = Ack(
-                    gateway=b.gateway, boot=b.boot, seq=result.ack, ts=now_ms
-                )
-        return [(site, ack) for (site, _, _), ack in acks.items()]
+                acks[key] = Ack(gateway=b.gateway, boot=b.boot, seq=result.ack, ts=now_ms)
+        out.acks = [(site, ack) for (site, _, _), ack in acks.items()]
+        out.report = [
+            StreamReport(site, gw, boot, self.tracker.ack_for(gw, boot), s)
+            for (site, gw, boot), s in seqs.items()
+        ]
+        return out
+
+    def merge(self, report: StoredReport, now_ms: int) -> list[tuple[str, Ack]]:
+        """A peer's report: the acks that advanced because of it."""
+        acks: list[tuple[str, Ack]] = []
+        for s in report.streams:
+            before = self.tracker.ack_for(s.gateway, s.boot)
+            after = self.tracker.merge(s.gateway, s.boot, s.contiguous, s.seqs)
+            if after > before:
+                acks.append((s.site, Ack(gateway=s.gateway, boot=s.boot, seq=after, ts=now_ms)))
+        return acks
 
 
 def _gateway_of(topic: str) -> str | None:

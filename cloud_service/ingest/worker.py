@@ -1,68 +1,62 @@
-"""The ingest shell: paho (manual acks) -> IngestCore -> TimeSeriesStore -> PUBACK + e2e ack.
+"""The ingest shell: paho (manual acks) -> IngestCore -> stores -> PUBACK + e2e ack.
 
 A message is PUBACKed only after its readings are written to the store or dead-lettered, so a
 crash at any point leaves it with the broker, which redelivers it (persistent session, clean
-start off, a session expiry). While the store is down the writer retries with backoff and
-acks nothing; the broker stops sending once ``receive_maximum`` messages are un-acked, so
-memory stays bounded and nothing is dropped.
+start off, a session expiry). While a store is down the writer retries and acks nothing; the
+broker stops sending once ``receive_maximum`` messages are un-acked, so memory stays bounded
+and nothing is dropped (see ``writer.py``).
 
-Two stages run concurrently: a collector decodes the next batch while the writer writes the
-current one, so neither the CPU nor influxd sits idle waiting for the other.
+Memory is bounded by our own high-water mark too, not only by the broker honouring
+``receive_maximum`` (Mosquitto 2.0.11 was measured sending well past it to a client that
+acks): when ``receive_maximum`` messages wait in the inbox, paho's thread stops reading the
+socket until the collector drains half of them, so TCP pushes back on the broker, which keeps
+the messages in the session.
+
+Stages run concurrently: a collector decodes the next batch while up to ``writes_in_flight``
+writes are on their way (one write in flight leaves influxd idle between requests). Writes
+may finish in any order; PUBACKs and end-to-end acks go out strictly in arrival order.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
-import random
-import time
-from collections import Counter
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from cloud_service.deadletter import DeadLetter, DeadLetterSink
+from cloud_service.deadletter import DeadLetterStore
+from cloud_service.ingest.health import HealthCore, HealthEvent
 from cloud_service.ingest.mqtt_client import connect_properties, make_client
-from cloud_service.ingest.pipeline import Inbound, IngestCore, Prepared
+from cloud_service.ingest.peers import StoredReport, decode_report, encode_report, report_topic
+from cloud_service.ingest.pipeline import Inbound, IngestCore, Outcome, Prepared
+from cloud_service.ingest.stats import IngestStats
+from cloud_service.ingest.writer import (
+    ActivityWriter,
+    Persister,
+    RegistryWriter,
+    WritableStore,
+    now_ms,
+)
+from cloud_service.metrics import IngestMetrics
 from cloud_service.settings import CloudSettings
-from cloud_service.storage.errors import StorageError, WriteRejected
 from cloud_service.storage.retry import Backoff
 from shared.codec import encode
-from shared.errors import Reason
+from shared.messages import Ack
 from shared.topics import Channel, TopicScheme
 
 log = logging.getLogger(__name__)
 
+__all__ = ["IngestCrashed", "IngestStats", "IngestWorker", "WritableStore"]
+
 
 class IngestCrashed(RuntimeError):
     """An ingest stage died of an unexpected error; un-acked messages stay with the broker."""
-
-
-class WritableStore(Protocol):
-    """The part of ``TimeSeriesStore`` ingest needs."""
-
-    async def write(self, lines: bytes | list[str], *, precision: str = "ms") -> None: ...
-
-    async def write_isolating(self, lines: list[str]) -> Any: ...
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-@dataclass(slots=True)
-class IngestStats:
-    messages: int = 0
-    batches_written: int = 0
-    points_written: int = 0
-    write_retries: int = 0
-    store_up: bool = True
-    connected: bool = False
-    last_error: str = ""
-    acks_published: int = 0
-    ack_publish_failures: int = 0
-    dead_letters: Counter[str] = field(default_factory=Counter)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,23 +71,37 @@ class IngestWorker:
         self,
         settings: CloudSettings,
         store: WritableStore,
-        dead_letters: DeadLetterSink,
+        dead_letters: DeadLetterStore,
         *,
+        registry: RegistryWriter | None = None,
+        metrics: IngestMetrics | None = None,
         backoff: Backoff | None = None,
+        on_health_event: Callable[[HealthEvent], None] | None = None,
     ) -> None:
         self.settings = settings
+        ingest = settings.ingest
         self.scheme = TopicScheme(settings.mqtt.topic_prefix)
-        self.core = IngestCore(self.scheme, settings.ingest.limits())
-        self.store = store
-        self.dead_letters = dead_letters
-        self.backoff = backoff or Backoff(base_s=0.2, cap_s=10.0, max_retries=1_000_000)
-        self.stats = IngestStats()
-        self._rng = random.Random()  # noqa: S311 - backoff jitter, not cryptography
+        self.core = IngestCore(self.scheme, ingest.limits())
+        self.health = HealthCore(settings.health.stale_after_periods)
+        self.metrics = metrics or IngestMetrics()
+        backoff = backoff or Backoff(ingest.retry_base_s, ingest.retry_cap_s, 1_000_000)
+        self.persister = Persister(store, dead_letters, registry, self.metrics, backoff)
+        self.stats = IngestStats(self)
+        self.on_health_event = on_health_event
+        self._report_topic = report_topic(settings.mqtt.topic_prefix, settings.mqtt.share_group)
         self._generation = 0
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._inbox: asyncio.Queue[Inbound] = asyncio.Queue()
-        self._ready: asyncio.Queue[Prepared] = asyncio.Queue(maxsize=2)
+        # paho's thread appends; the loop is woken only when the deque turns non-empty.
+        self._inbox: collections.deque[Inbound] = collections.deque()
+        self._wakeup = asyncio.Event()
+        self._high_water = settings.mqtt.receive_maximum
+        self._room = threading.Event()  # cleared while the inbox is over the high-water mark
+        self._room.set()
+        self._closing = False
+        self._ready: asyncio.Queue[Prepared] = asyncio.Queue(maxsize=ingest.writes_in_flight)
         self._connected = asyncio.Event()
+        self.received = 0
+        self.acked = 0
         self.client = make_client(settings.mqtt, client_id=settings.mqtt.client_id, manual_ack=True)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
@@ -106,29 +114,45 @@ class IngestWorker:
             log.error("MQTT connect refused: %s", reason)
             return
         self._generation += 1
-        self.stats.connected = True
         s = self.scheme
         subscriptions = [
-            (s.shared_subscription(self.settings.mqtt.share_group, Channel.TELEMETRY), 1),
+            (s.shared_subscription(self.settings.mqtt.share_group, Channel.TELEMETRY), _qos(1)),
             # Retained births/states are never sent to shared subscriptions: every worker
             # subscribes directly (each needs the catalog anyway).
-            (s.subscription(Channel.BIRTH), 1),
-            (s.subscription(Channel.STATE), 1),
+            (s.subscription(Channel.BIRTH), _qos(1)),
+            (s.subscription(Channel.STATE), _qos(1)),
         ]
+        if self.settings.ingest.peer_reports:
+            subscriptions.append((self._report_topic, SubscribeOptions(qos=0, noLocal=True)))
         client.subscribe(subscriptions)
+        self.metrics.connected.set(1)
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._connected.set)
 
     def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
-        self.stats.connected = False
+        self.metrics.connected.set(0)
         log.warning("MQTT disconnected: %s", reason)
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        assert self._loop is not None
+        if msg.topic == self._report_topic:
+            report = decode_report(msg.payload)
+            if report is not None:
+                self._loop.call_soon_threadsafe(self._merge, report)
+            return
         inbound = Inbound(
             msg.topic, bytes(msg.payload), now_ms(), _Token(self._generation, msg.mid, msg.qos)
         )
-        assert self._loop is not None
-        self._loop.call_soon_threadsafe(self._inbox.put_nowait, inbound)
+        self._inbox.append(inbound)
+        if len(self._inbox) == 1:
+            self._loop.call_soon_threadsafe(self._wakeup.set)
+        if len(self._inbox) >= self._high_water:
+            self._room.clear()
+            # Not reading the socket is the back-pressure; wake up now and then to notice a
+            # shutdown (keepalive pings wait meanwhile: a long stall ends in a reconnect,
+            # and the broker redelivers whatever was not acked).
+            while len(self._inbox) >= self._high_water // 2 and not self._closing:
+                self._room.wait(0.5)
 
     # -- asyncio side --------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
@@ -138,7 +162,8 @@ class IngestWorker:
             m.host, m.port, m.keepalive_s, clean_start=False, properties=connect_properties(m)
         )
         self.client.loop_start()
-        tasks = [asyncio.create_task(self._collect()), asyncio.create_task(self._write())]
+        stages = [self._collect(), self._write(), self._watch()]
+        tasks = [asyncio.create_task(stage) for stage in stages]
         stopper = asyncio.create_task(stop.wait())
         try:
             done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
@@ -147,102 +172,176 @@ class IngestWorker:
                     # A bug, not bad input (that is dead-lettered): fail loudly, ack nothing more.
                     raise IngestCrashed(str(task.exception())) from task.exception()
         finally:
+            self._closing = True
+            self._room.set()
             stopper.cancel()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             self.client.disconnect()
             self.client.loop_stop()
+            self.metrics.connected.set(0)
 
     async def wait_connected(self, within_s: float = 10.0) -> None:
         await asyncio.wait_for(self._connected.wait(), within_s)
+
+    async def _next(self, wait_s: float | None) -> Inbound | None:
+        while not self._inbox:
+            self._wakeup.clear()
+            if self._inbox:
+                break
+            if wait_s is None:
+                await self._wakeup.wait()
+            else:
+                try:
+                    await asyncio.wait_for(self._wakeup.wait(), wait_s)
+                except TimeoutError:
+                    return None
+        return self._take()
+
+    def _take(self) -> Inbound:
+        m = self._inbox.popleft()
+        if not self._room.is_set() and len(self._inbox) < self._high_water // 2:
+            self._room.set()
+        return m
 
     async def _collect(self) -> None:
         max_points = self.settings.ingest.max_points
         max_age = self.settings.ingest.max_age_s
         loop = asyncio.get_running_loop()
         while True:
-            first = await self._inbox.get()
+            first = await self._next(None)
+            assert first is not None
             prepared = Prepared()
             self.core.add(first, prepared)
             deadline = loop.time() + max_age
             while len(prepared.lines) < max_points:
-                if self._inbox.empty():
-                    remaining = deadline - loop.time()
-                    if remaining <= 0:
-                        break
-                    try:
-                        m = await asyncio.wait_for(self._inbox.get(), remaining)
-                    except TimeoutError:
-                        break
-                else:
-                    m = self._inbox.get_nowait()
+                if self._inbox:
+                    self.core.add(self._take(), prepared)
+                    continue
+                m = await self._next(deadline - loop.time())
+                if m is None:
+                    break
                 self.core.add(m, prepared)
-            self.stats.messages += len(prepared.tokens)
+            self.received += len(prepared.tokens)
+            self.metrics.messages.inc(len(prepared.tokens))
+            self.metrics.unacked.set(self.received - self.acked)
             await self._ready.put(prepared)
 
     async def _write(self) -> None:
-        while True:
-            prepared = await self._ready.get()
-            if prepared.lines:
-                await self._store_lines(prepared)
-            for letter in prepared.dead:
-                self._dead_letter(letter)
-            if prepared.dead:
-                self.dead_letters.flush()
-            self._acknowledge(prepared)
-
-    async def _store_lines(self, prepared: Prepared) -> None:
-        attempt = 0
-        while True:
-            try:
-                await self.store.write(prepared.lines)
-            except WriteRejected:
-                outcome = await self.store.write_isolating(prepared.lines)
-                for rejected in outcome.rejected:
-                    prepared.dead.append(
-                        DeadLetter(
-                            Reason.STORE_REJECTED,
-                            str(rejected.error),
-                            "(store)",
-                            None,
-                            now_ms(),
-                            rejected.line.encode(),
-                            rejected.index,
-                        )
-                    )
-                self.stats.points_written += outcome.written
-            except StorageError as exc:
-                # Unavailable, auth, anything else: keep the messages un-acked and retry.
-                attempt += 1
-                self.stats.write_retries += 1
-                self.stats.store_up = False
-                self.stats.last_error = f"store: {exc}"
-                if attempt == 1:
-                    log.warning("time-series store write failed, retrying: %s", exc)
-                await asyncio.sleep(self.backoff.delay(min(attempt, 30), self._rng))
-                continue
-            else:
-                self.stats.points_written += len(prepared.lines)
-            if not self.stats.store_up:
-                log.info("time-series store writes recovered after %d retries", attempt)
-            self.stats.store_up = True
-            self.stats.batches_written += 1
-            return
-
-    def _dead_letter(self, letter: DeadLetter) -> None:
-        self.dead_letters.put(letter)
-        self.stats.dead_letters[letter.reason.value] += 1
-        log.info("dead letter %s on %s: %s", letter.reason.value, letter.topic, letter.detail)
+        """Up to ``writes_in_flight`` persists at once; acks strictly in arrival order."""
+        limit = self.settings.ingest.writes_in_flight
+        inflight: collections.deque[tuple[Prepared, asyncio.Task[None]]] = collections.deque()
+        getter: asyncio.Task[Prepared] | None = None
+        try:
+            while True:
+                if getter is None and len(inflight) < limit:
+                    getter = asyncio.create_task(self._ready.get())
+                waiting: set[asyncio.Future[Any]] = {inflight[0][1]} if inflight else set()
+                if getter is not None:
+                    waiting.add(getter)
+                await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                if getter is not None and getter.done():
+                    prepared = getter.result()
+                    getter = None
+                    task = asyncio.create_task(self.persister.persist(prepared))
+                    inflight.append((prepared, task))
+                while inflight and inflight[0][1].done():
+                    prepared, task = inflight.popleft()
+                    task.result()  # a crash propagates
+                    self._acknowledge(prepared)
+        finally:
+            for _, task in inflight:
+                task.cancel()
+            if getter is not None:
+                getter.cancel()
 
     def _acknowledge(self, prepared: Prepared) -> None:
         for token in prepared.tokens:
             if isinstance(token, _Token) and token.qos > 0 and token.generation == self._generation:
                 self.client.ack(token.mid, token.qos)
-        for site, ack in self.core.stored(prepared, now_ms()):
+        self.acked += len(prepared.tokens)
+        self.metrics.unacked.set(self.received - self.acked)
+        now = now_ms()
+        outcome = self.core.stored(prepared, now)
+        self._count(outcome)
+        self._publish_acks(outcome.acks)
+        if outcome.report and self.settings.ingest.peer_reports:
+            report = StoredReport(worker=self.settings.mqtt.client_id, streams=outcome.report)
+            self.client.publish(self._report_topic, encode_report(report), qos=0)
+        self._observe(prepared, now)
+
+    def _count(self, outcome: Outcome) -> None:
+        self.metrics.duplicates.inc(outcome.duplicates)
+        self.metrics.gaps.inc(outcome.gaps)
+        self.metrics.filled.inc(outcome.filled)
+
+    def _merge(self, report: StoredReport) -> None:
+        self._publish_acks(self.core.merge(report, now_ms()))
+
+    def _publish_acks(self, acks: list[tuple[str, Ack]]) -> None:
+        for site, ack in acks:
             topic = self.scheme.topic(site, ack.gateway, Channel.ACK)
             info = self.client.publish(topic, encode(ack), qos=1, retain=True)
             if info.rc == mqtt.MQTT_ERR_SUCCESS:
-                self.stats.acks_published += 1
+                self.metrics.acks.inc()
             else:  # the next ack supersedes it; a gateway keeps its spool meanwhile
-                self.stats.ack_publish_failures += 1
+                self.metrics.ack_failures.inc()
+
+    # -- health ----------------------------------------------------------------------------
+    def _observe(self, prepared: Prepared, now: int) -> None:
+        events: list[HealthEvent] = []
+        for b in prepared.births:
+            self.health.birth(b.site, b.birth, now)
+        for s in prepared.states:
+            events += self.health.state(s.site, s.gateway, s.state.state, now)
+        for batch in prepared.batches:
+            events += self.health.seen(
+                batch.site,
+                batch.gateway,
+                batch.latest,
+                batch.received_ms,
+                historical=batch.historical,
+            )
+        self._emit(events)
+
+    def _emit(self, events: list[HealthEvent]) -> None:
+        for event in events:
+            self.metrics.health_events.labels(event.kind.value).inc()
+            log.info(
+                "health: %s %s/%s %s",
+                event.kind.value,
+                event.site,
+                event.gateway,
+                event.signal or "",
+            )
+            if self.on_health_event is not None:
+                self.on_health_event(event)
+
+    async def _watch(self) -> None:
+        """Periodic: health deadlines and gauges (the app saves activity, see ``flush``)."""
+        interval = self.settings.health.check_interval_s
+        loop = asyncio.get_running_loop()
+        next_log = loop.time() + self.settings.ingest.status_log_s
+        while True:
+            await asyncio.sleep(interval)
+            self._emit(self.health.tick(now_ms()))
+            if loop.time() >= next_log:
+                next_log = loop.time() + self.settings.ingest.status_log_s
+                log.info("status: %s", self.stats)
+            for status, n in self.health.counts().items():
+                self.metrics.signals.labels(status.value).set(n)
+            self.metrics.missing.set(self.core.tracker.missing())
+
+    async def flush(self, registry: ActivityWriter, *, activity: bool = False) -> None:
+        """Save health status changes, gateway last-seen and sequence state; with
+        ``activity`` also every signal's last-seen time (a bigger, rarer save)."""
+        gateways, signals = self.health.take_dirty()
+        if activity:
+            signals += self.health.take_activity()
+        streams = self.core.tracker.take_dirty(now_ms())
+        await registry.save_activity(gateways, signals, streams)
+
+
+def _qos(qos: int) -> SubscribeOptions:
+    return SubscribeOptions(qos=qos)

@@ -4,10 +4,20 @@ from __future__ import annotations
 
 import json
 
+from cloud_service.ingest.peers import StoredReport
 from cloud_service.ingest.pipeline import Inbound, IngestCore
 from shared.codec import encode
 from shared.errors import Reason
-from shared.messages import Birth, Quality, Reading, SignalKind, SignalSpec, TelemetryBatch
+from shared.messages import (
+    Birth,
+    GatewayState,
+    Quality,
+    Reading,
+    SignalKind,
+    SignalSpec,
+    State,
+    TelemetryBatch,
+)
 from shared.topics import Channel, TopicScheme
 
 NOW = 1_790_000_000_000
@@ -89,9 +99,62 @@ def test_every_message_is_acked_and_bad_ones_dead_lettered() -> None:
 def test_acks_follow_contiguous_storage_per_boot() -> None:
     core = IngestCore(SCHEME)
     first = core.prepare([Inbound(TELEMETRY, batch(s, []), NOW) for s in (1, 2, 4)])
-    assert [(site, a.boot, a.seq) for site, a in core.stored(first, NOW)] == [("site-1", "b1", 2)]
-    second = core.prepare([Inbound(TELEMETRY, batch(3, []), NOW)])
-    assert [a.seq for _, a in core.stored(second, NOW)] == [4]
+    outcome = core.stored(first, NOW)
+    assert [(site, a.boot, a.seq) for site, a in outcome.acks] == [("site-1", "b1", 2)]
+    assert (outcome.gaps, outcome.filled, outcome.duplicates) == (1, 0, 0)
+    second = core.prepare(
+        [Inbound(TELEMETRY, batch(3, []), NOW), Inbound(TELEMETRY, batch(1, []), NOW)]
+    )
+    outcome = core.stored(second, NOW)
+    assert [a.seq for _, a in outcome.acks] == [4]
+    assert (outcome.gaps, outcome.filled, outcome.duplicates) == (0, 1, 1)
+
+
+def test_a_peer_report_advances_the_ack_a_partial_view_holds_back() -> None:
+    """Two workers split a gateway's batches: each holds odd or even seqs only."""
+    odd, even = IngestCore(SCHEME), IngestCore(SCHEME)
+    odd_out = odd.stored(odd.prepare([Inbound(TELEMETRY, batch(s, []), NOW) for s in (1, 3)]), NOW)
+    even_out = even.stored(
+        even.prepare([Inbound(TELEMETRY, batch(s, []), NOW) for s in (2, 4)]), NOW
+    )
+    assert [a.seq for _, a in odd_out.acks] == [1]
+    assert even_out.acks == []  # seq 1 is not here
+    report = StoredReport(worker="w2", streams=even_out.report)
+    assert [(site, a.seq) for site, a in odd.merge(report, NOW)] == [("site-1", 4)]
+    back = StoredReport(worker="w1", streams=odd_out.report)
+    assert [a.seq for _, a in even.merge(back, NOW)] == [4]
+    assert odd.merge(report, NOW) == []  # nothing new: no ack to publish
+
+
+def test_births_and_states_become_registry_records() -> None:
+    core = IngestCore(SCHEME)
+    state = encode(State(state=GatewayState.OFFLINE, boot="b1", ts=NOW))
+    out = core.prepare(
+        [
+            Inbound(BIRTH, birth(), NOW),
+            Inbound(SCHEME.topic("site-1", "gw-1", Channel.STATE), state, NOW),
+        ]
+    )
+    assert [(b.site, b.birth.gateway, b.received_ms) for b in out.births] == [
+        ("site-1", "gw-1", NOW)
+    ]
+    assert [(s.gateway, s.state.state) for s in out.states] == [("gw-1", GatewayState.OFFLINE)]
+
+
+def test_a_line_knows_the_message_it_came_from() -> None:
+    core = IngestCore(SCHEME)
+    other = SCHEME.topic("site-1", "gw-2", Channel.TELEMETRY)
+    two = encode(
+        TelemetryBatch(gateway="gw-2", boot="b", seq=1, readings=[Reading("x", NOW, 1.0)] * 2)
+    )
+    out = core.prepare(
+        [Inbound(TELEMETRY, batch(1, [Reading("x", NOW, 1.0)]), NOW), Inbound(other, two, NOW)]
+    )
+    assert [out.source_of(i) for i in range(3)] == [
+        (TELEMETRY, "gw-1"),
+        (other, "gw-2"),
+        (other, "gw-2"),
+    ]
 
 
 def test_a_birth_for_another_gateway_is_refused() -> None:

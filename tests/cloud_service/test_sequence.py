@@ -80,3 +80,50 @@ def test_ack_is_always_the_highest_contiguous_stored_seq(
     # Liveness, when nothing is lost and memory suffices: everything is acked.
     if not lost and max_pending >= 29:
         assert tracker.ack_for("g", "b") == 29
+
+
+def test_gaps_fills_and_duplicates_are_counted_per_stream() -> None:
+    tracker = SequenceTracker()
+    for seq in (1, 2, 5):  # 3 and 4 missing
+        tracker.stored("g", "b", seq)
+    assert tracker.stored("g", "b", 7).new_gap == 1  # 6 missing too
+    assert tracker.stored("g", "b", 4).filled  # a replay fills a gap
+    assert tracker.stored("g", "b", 2).duplicate
+    snap = tracker.snapshot("g", "b")
+    assert snap is not None
+    assert (snap.contiguous, snap.pending, snap.gaps, snap.filled, snap.duplicates) == (
+        2, (4, 5, 7), 3, 1, 1,
+    )  # fmt: skip
+    assert tracker.missing() == 2  # 3 and 6
+
+
+def test_a_new_boot_starts_cleanly_and_the_old_one_can_still_be_replayed() -> None:
+    tracker = SequenceTracker()
+    for seq in (1, 2, 4):
+        tracker.stored("g", "boot-1", seq)
+    fresh = tracker.stored("g", "boot-2", 1)
+    assert (fresh.ack, fresh.missing, fresh.new_gap) == (1, 0, 0)
+    assert tracker.stored("g", "boot-1", 3).ack == 4  # the old boot's spool replayed
+
+
+def test_a_peer_report_merges_without_counting_duplicates() -> None:
+    tracker = SequenceTracker()
+    tracker.stored("g", "b", 1)
+    tracker.stored("g", "b", 3)
+    assert tracker.merge("g", "b", contiguous=0, seqs=[2, 4]) == 4
+    assert tracker.merge("g", "b", contiguous=6, seqs=[]) == 6  # a healed lost report
+    assert tracker.duplicates == 0
+
+
+def test_dirty_streams_are_saved_once_and_restored_exactly() -> None:
+    tracker = SequenceTracker()
+    tracker.stored("g", "b", 1)
+    tracker.stored("g", "b", 3)
+    tracker.stored("h", "b", 1)
+    saved = tracker.take_dirty(now_ms=5)
+    assert sorted((s.gateway, s.updated_ms) for s in saved) == [("g", 5), ("h", 5)]
+    assert tracker.take_dirty(now_ms=6) == []
+    restored = SequenceTracker()
+    restored.restore(saved)
+    assert restored.stored("g", "b", 2).ack == 3
+    assert restored.ack_for("h", "b") == 1

@@ -49,14 +49,13 @@ def test_first_seq_is_configurable() -> None:
 def test_age_flush() -> None:
     b = batcher(max_readings=100, max_age_ms=1000)
     assert b.due_ms() is None
-    assert b.poll(10_000) is None  # nothing pending
+    assert b.poll(10_000) == []  # nothing pending
     assert b.add(readings(2), now_ms=500) == []
     assert b.due_ms() == 1500
     assert b.add(readings(1, start=2), now_ms=900) == []
     assert b.due_ms() == 1500  # age counts from the first pending reading
-    assert b.poll(1499) is None
-    batch = b.poll(1500)
-    assert batch is not None
+    assert b.poll(1499) == []
+    (batch,) = b.poll(1500)
     assert (batch.seq, len(batch.readings)) == (1, 3)
     assert b.due_ms() is None
     assert b.pending == 0
@@ -73,12 +72,11 @@ def test_add_emits_an_overdue_batch_before_adding() -> None:
 
 def test_flush() -> None:
     b = batcher()
-    assert b.flush() is None
+    assert b.flush() == []
     b.add(readings(2), now_ms=0)
-    batch = b.flush()
-    assert batch is not None
+    (batch,) = b.flush()
     assert (batch.seq, len(batch.readings)) == (1, 2)
-    assert b.flush() is None
+    assert b.flush() == []
     assert b.next_seq == 2
 
 
@@ -112,6 +110,39 @@ def test_parameters_are_checked() -> None:
         batcher(first_seq=-1)
 
 
+def test_the_open_batch_has_its_final_seq_and_readings() -> None:
+    """What the spool persists at every poll is exactly what the batch will hold."""
+    b = batcher(max_readings=3)
+    assert b.open_batches() == []
+    b.add(readings(2), now_ms=0)
+    (open_,) = b.open_batches()
+    assert (open_.seq, open_.historical, len(open_.readings)) == (1, False, 2)
+    (closed,) = b.add(readings(1, start=2), now_ms=1)
+    assert closed.seq == open_.seq
+    assert tuple(closed.readings[:2]) == open_.readings
+    assert b.open_batches() == []
+
+
+def test_historical_lane_gets_its_own_batches_and_the_shared_numbering() -> None:
+    b = batcher(max_readings=2, max_age_ms=100)
+    assert b.add(readings(1), now_ms=0) == []  # live batch 1 opens
+    (hist,) = b.add(readings(2, start=1), now_ms=0, historical=True)  # historical batch 2
+    assert (hist.seq, hist.historical) == (2, True)
+    assert b.next_seq == 1  # the live batch still open
+    (live,) = b.poll(100)
+    assert (live.seq, live.historical, len(live.readings)) == (1, False, 1)
+    assert b.next_seq == 3
+    assert b.last_seq == 2
+
+
+def test_configure_keeps_the_open_batch() -> None:
+    b = batcher(max_readings=10)
+    b.add(readings(3), now_ms=0)
+    b.configure(max_readings=2, max_age_ms=50)
+    (batch,) = b.add(readings(1, start=3), now_ms=1)  # over the new size: closes now
+    assert (batch.seq, len(batch.readings)) == (1, 4)
+
+
 # An operation: add n readings after advancing the clock by dt, poll after dt, or flush.
 operations = st.lists(
     st.one_of(
@@ -138,19 +169,13 @@ def test_no_reading_lost_or_duplicated(
             sent.extend(new)
             out.extend(b.add(new, now))
         elif op == "poll":
-            batch = b.poll(now)
-            if batch is not None:
-                out.append(batch)
+            out.extend(b.poll(now))
         else:
-            batch = b.flush()
-            if batch is not None:
-                out.append(batch)
+            out.extend(b.flush())
         due = b.due_ms()
         # Nothing pending stays past its due time after a poll; nothing is pending unaged.
         assert (due is None) == (b.pending == 0)
-    final = b.flush()
-    if final is not None:
-        out.append(final)
+    out.extend(b.flush())
 
     received = [r for batch in out for r in batch.readings]
     assert received == sent  # exactly once, in order

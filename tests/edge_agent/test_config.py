@@ -366,3 +366,25 @@ def test_check_config_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     broken = write(tmp_path, "site = \n", "broken.toml")
     assert main(["check-config", str(broken)]) == 2
     assert "line 1" in capsys.readouterr().err
+
+
+def test_env_json_replaces_a_list_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    signal = {"id": "only", "source": "plc1", "address": 9, "kind": "sensor"}
+    monkeypatch.setenv("FLIGHTDECK_EDGE_SIGNALS", __import__("json").dumps([signal]))
+    monkeypatch.setenv("FLIGHTDECK_EDGE_SPOOL__MAX_BYTES", "65536")
+    cfg = load_config(write(tmp_path, VALID))
+    assert [s.id for s in cfg.signals] == ["only"]
+    assert cfg.spool.max_bytes == 65536
+
+
+def test_new_sections_and_addressing_are_checked(tmp_path: Path) -> None:
+    text = VALID.replace("address = 2\n", 'address = 2\nnode = "ns=2;s=x"\n')
+    text += "\n[delivery]\nwindow = 5000\n"
+    with pytest.raises(ConfigError) as exc:
+        load_config(write(tmp_path, text))
+    found = problems(exc)
+    assert "applies to opcua sources" in found["signals[1].node"]
+    assert "exceeds broker.max_queued" in found["delivery.window"]
+    with pytest.raises(ConfigError) as exc:
+        load_config(write(tmp_path, VALID + '\n[spool]\npolicy = "drop_random"\n'))
+    assert "drop_oldest" in problems(exc)["spool.policy"]

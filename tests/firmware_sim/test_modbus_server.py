@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import pickle
-import re
-import signal
 import struct
-import sys
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
@@ -195,41 +192,3 @@ def test_server_error_pickles() -> None:
         err.reason,
         str(err),
     )
-
-
-async def test_cli_runs_until_sigterm() -> None:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "firmware_sim.cli",
-        "--log-level",
-        "warning",
-        "run",
-        "--modbus-port",
-        "0",
-        "--seed",
-        "5",
-        "--period",
-        "0.05",
-        cwd=REPO,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        assert proc.stdout is not None
-        line = (await asyncio.wait_for(proc.stdout.readline(), 20)).decode()
-        match = re.search(
-            r"modbus listening on 127\.0\.0\.1:(\d+) \(device 1, period 0.05 s, seed 5\)", line
-        )
-        assert match, line
-        client = await connect(int(match.group(1)))
-        rr = await client.read_holding_registers(0, count=4, device_id=1)
-        assert not rr.isError()
-        assert as_uint32(rr.registers[2:]) == round(as_float(rr.registers[:2]) * 100)
-        client.close()
-        proc.send_signal(signal.SIGTERM)
-        assert await asyncio.wait_for(proc.wait(), 10) == 0
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()

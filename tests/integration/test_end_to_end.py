@@ -22,7 +22,7 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from cloud_service.app import build_app
-from cloud_service.deadletter import read_dead_letters
+from cloud_service.metadata import MetadataStore
 from cloud_service.settings import load_settings
 from cloud_service.storage.influx import InfluxStore
 from cloud_service.storage.influxql import quote_literal
@@ -116,6 +116,8 @@ async def test_stock_level_reaches_influxdb_with_device_timestamps_and_tags(
                 "gateway": gateway,
                 "broker": {"host": mosquitto.host, "port": mosquitto.port},
                 "batching": {"max_readings": 5, "max_age_s": 0.3},
+                "spool": {"path": str(tmp_path / "spool.db")},
+                "status": {"enabled": False},
                 "sources": [
                     {"type": "modbus", "id": "plc1", "host": "127.0.0.1", "port": device.port}
                 ],
@@ -145,7 +147,8 @@ async def test_stock_level_reaches_influxdb_with_device_timestamps_and_tags(
                     "share_group": unique_name("grp"),
                 },
                 influx={"url": influxd.url, "database": database},
-                ingest={"dead_letter_file": tmp_path / "dead.jsonl", "max_age_s": 0.05},
+                ingest={"max_age_s": 0.05},
+                metadata={"url": f"sqlite+aiosqlite:///{tmp_path / 'meta.sqlite'}"},
             )
         )
         recorder = Recorder(mosquitto, site, gateway)
@@ -174,7 +177,12 @@ async def test_stock_level_reaches_influxdb_with_device_timestamps_and_tags(
     sent = recorder.readings()
     assert len(sent) >= 30
     assert {r.signal for r in sent} == {signal_id}
-    assert read_dead_letters(tmp_path / "dead.jsonl") == []
+    metadata = MetadataStore.from_settings(cloud.settings.metadata)
+    try:
+        assert await metadata.dead_letters.count_by_reason() == {}
+        assert gateway in [g["gateway"] for g in await metadata.registry.gateways()]
+    finally:
+        await metadata.aclose()
 
     async with InfluxStore(cloud.store.settings) as store:
         series = await store.query(

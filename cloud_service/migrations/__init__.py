@@ -1,0 +1,1 @@
+"""Alembic migrations of the metadata store; run at start-up by ``metadata.engine.migrate``."""

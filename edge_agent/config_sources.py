@@ -1,0 +1,189 @@
+"""Configuration of sources (Modbus TCP, OPC UA, HTTP/MES, CSV replay) and of signals.
+
+Each source type is one model told apart by ``type``; a signal names its source and carries the
+addressing fields that source type needs (``address`` for Modbus, ``node`` for OPC UA,
+``field`` for HTTP, ``column`` for CSV); :mod:`edge_agent.config` checks that pairing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from enum import StrEnum
+from typing import Annotated, Final, Literal, Self
+
+from pydantic import Field, FilePath, FiniteFloat, SecretStr, model_validator
+from pydantic_core import PydanticCustomError
+
+from shared.messages import SignalKind
+
+from .config_types import IdStr, Model, Port, Text, bounds_error
+
+
+class RegisterType(StrEnum):
+    HOLDING = "holding"  # function code 3
+    INPUT = "input"  # function code 4
+
+
+class DataType(StrEnum):
+    FLOAT32 = "float32"  # IEEE 754 single, 2 registers
+    UINT32 = "uint32"  # 2 registers
+    INT16 = "int16"  # 1 register, two's complement
+    UINT16 = "uint16"  # 1 register
+
+
+#: Registers per value of each data type.
+REGISTER_WIDTH: Final[Mapping[DataType, int]] = {
+    DataType.FLOAT32: 2,
+    DataType.UINT32: 2,
+    DataType.INT16: 1,
+    DataType.UINT16: 1,
+}
+
+
+class WordOrder(StrEnum):
+    """Order of the 16-bit words of a 32-bit value; bytes within a word are always big-endian."""
+
+    BIG = "big"  # most significant word first ("ABCD"), the Modbus convention
+    LITTLE = "little"  # least significant word first ("CDAB"), common on some PLCs
+
+
+class _Reconnecting(Model):
+    reconnect_min_s: float = Field(default=0.5, gt=0, le=3600)
+    reconnect_max_s: float = Field(default=30.0, gt=0, le=3600)
+
+    @model_validator(mode="after")
+    def _reconnect_bounds(self) -> Self:
+        if self.reconnect_max_s < self.reconnect_min_s:
+            raise PydanticCustomError(
+                "reconnect_bounds", "reconnect_max_s must be >= reconnect_min_s"
+            )
+        return self
+
+
+class ModbusSourceConfig(_Reconnecting):
+    """A Modbus TCP device. Adjacent registers are read in one request (up to
+    ``max_block_registers``; ``max_gap`` unused registers may be read to join two blocks)."""
+
+    type: Literal["modbus"]
+    id: IdStr
+    host: str = Field(min_length=1)
+    port: Port = 502
+    unit_id: int = Field(default=1, ge=0, le=255)
+    timeout_s: float = Field(default=1.0, gt=0, le=60)
+    retries: int = Field(default=1, ge=0, le=10)  # per request, after the first attempt
+    max_block_registers: int = Field(default=125, ge=2, le=125)  # 125: the FC 3/4 limit
+    max_gap: int = Field(default=0, ge=0, le=123)
+
+
+class OpcUaSourceConfig(_Reconnecting):
+    """An OPC UA server: data-change subscriptions (default) or polling reads of nodes."""
+
+    type: Literal["opcua"]
+    id: IdStr
+    url: str = Field(pattern=r"^opc\.tcp://[^\s]+$")
+    mode: Literal["subscription", "poll"] = "subscription"
+    publishing_interval_ms: int = Field(default=500, ge=10, le=3_600_000)
+    timeout_s: float = Field(default=2.0, gt=0, le=60)
+    username: str | None = None
+    password: SecretStr | None = None
+
+
+class HttpSourceConfig(_Reconnecting):
+    """A JSON endpoint (MES, ERP, a line controller) polled with GET; one request per poll."""
+
+    type: Literal["http"]
+    id: IdStr
+    url: str = Field(pattern=r"^https?://[^\s]+$")
+    timeout_s: float = Field(default=2.0, gt=0, le=60)
+    headers: dict[str, Text] = Field(default_factory=dict)
+    bearer_token: SecretStr | None = None
+    verify_tls: bool = True
+    max_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024)
+
+
+class CsvSourceConfig(Model):
+    """Rows of a CSV export, for back-filling (file timestamps) or replaying in real time."""
+
+    type: Literal["csv"]
+    id: IdStr
+    path: FilePath
+    time_column: str = Field(default="ts", min_length=1)
+    # epoch_ms / epoch_s numbers, or ISO 8601 (a naive time is taken as UTC).
+    time_format: Literal["iso8601", "epoch_ms", "epoch_s"] = "iso8601"
+    # backfill: readings keep the file's timestamps and travel as historical batches;
+    # realtime: one row per read, stamped with the gateway clock (a recorded plant replayed).
+    mode: Literal["backfill", "realtime"] = "backfill"
+    rows_per_read: int = Field(default=1000, ge=1, le=100_000)
+    loop: bool = False  # realtime only: start over at the end of the file
+    delimiter: str = Field(default=",", min_length=1, max_length=1)
+
+
+#: Every kind of source, told apart by ``type``.
+SourceConfig = Annotated[
+    ModbusSourceConfig | OpcUaSourceConfig | HttpSourceConfig | CsvSourceConfig,
+    Field(discriminator="type"),
+]
+SOURCE_TYPES: Final = frozenset({"modbus", "opcua", "http", "csv"})
+#: The signal field each source type addresses its signals by.
+ADDRESS_FIELD: Final[Mapping[str, str]] = {
+    "modbus": "address",
+    "opcua": "node",
+    "http": "field",
+    "csv": "column",
+}
+COUNTER_KINDS: Final = frozenset({SignalKind.PRODUCTION_COUNT, SignalKind.CONSUMPTION})
+
+
+class SignalConfig(Model):
+    """One measured quantity: where a source finds it, how to scale it, what it means, and when
+    it is worth reporting.
+
+    The value published is ``raw * scale + offset``. Report by exception: a new value is
+    published when it moved more than ``deadband`` (absolute) or ``deadband_percent`` (of the
+    last reported value) from the last one reported, when its quality changes, or when
+    ``heartbeat_s`` passed since the last report; both deadbands 0 (the default) report every
+    sample. ``counter_bits`` marks a device counter that wraps at 2**bits: the published value
+    is then a running total that survives rollovers, device resets and agent restarts.
+    """
+
+    id: IdStr
+    source: IdStr
+    kind: SignalKind
+    unit: Text = ""
+    sku: IdStr | None = None
+    location: IdStr | None = None
+    line: IdStr | None = None
+    period_s: float = Field(default=60.0, gt=0, le=86_400 * 366)
+    description: Text = ""
+    scale: FiniteFloat = 1.0
+    offset: FiniteFloat = 0.0
+    # -- report by exception
+    deadband: float = Field(default=0.0, ge=0, allow_inf_nan=False)
+    deadband_percent: float = Field(default=0.0, ge=0, le=100)
+    heartbeat_s: float = Field(default=60.0, gt=0, le=86_400 * 366)
+    # -- counters
+    counter_bits: Literal[16, 32, 64] | None = None
+    counter_max_step: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    # -- Modbus addressing
+    address: int | None = Field(default=None, ge=0, le=65535)
+    register_type: RegisterType = RegisterType.HOLDING
+    data_type: DataType = DataType.FLOAT32
+    word_order: WordOrder = WordOrder.BIG
+    # -- OPC UA addressing: a node id string ("ns=2;s=Line3.Count", "ns=2;i=1001")
+    node: str | None = Field(default=None, min_length=1, max_length=512)
+    # -- HTTP addressing: a dotted path into the JSON document ("lines.L3.count", "orders.0.qty")
+    field: str | None = Field(default=None, min_length=1, max_length=512)
+    # maps text values (order status) to numbers; booleans are 1/0 without a map
+    value_map: dict[str, FiniteFloat] = Field(default_factory=dict)
+    # -- CSV addressing: a column name
+    column: str | None = Field(default=None, min_length=1, max_length=256)
+
+    @model_validator(mode="after")
+    def _counter_fields(self) -> Self:
+        if self.counter_bits is not None and self.kind not in COUNTER_KINDS:
+            raise bounds_error(
+                "counter_bits applies to production_count and consumption signals only"
+            )
+        if self.counter_max_step is not None and self.counter_bits is None:
+            raise bounds_error("counter_max_step needs counter_bits")
+        return self
