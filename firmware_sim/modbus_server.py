@@ -34,14 +34,14 @@ import logging
 import math
 import struct
 from collections.abc import Awaitable, Callable
-from types import TracebackType
-from typing import Final, Protocol, Self
+from typing import Final, Protocol
 
 from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from firmware_sim.errors import ModbusServerError
+from firmware_sim.servers.lifecycle import AsyncServer
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ async def _shutdown(server: ModbusTcpServer) -> None:
     await shutdown()
 
 
-class StockModbusServer:
+class StockModbusServer(AsyncServer):
     """One plant behind a Modbus TCP listener; ``async with`` or :meth:`start`/:meth:`stop`.
 
     ``port=0`` binds a free port chosen by the kernel; :attr:`port` tells which after start.
@@ -201,18 +201,6 @@ class StockModbusServer:
             next_at += self.period_s
             if next_at < loop.time():  # fell behind (suspended?): skip, don't burst
                 next_at = loop.time() + self.period_s
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
 
 async def serve(

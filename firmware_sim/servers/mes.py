@@ -8,8 +8,7 @@ the edge agent's HTTP source. All times are simulated ms since the epoch (``*_ms
 
 from __future__ import annotations
 
-from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final
 
 from firmware_sim.core.calendar import day_of, iso_time
 from firmware_sim.core.line import STATE_CODES, LineSnapshot
@@ -17,6 +16,7 @@ from firmware_sim.core.orders import OrderStatus, ProductionOrder
 from firmware_sim.errors import MesServerError, UnknownEntityError
 from firmware_sim.runtime import Simulation
 from firmware_sim.servers.http import HttpError, JsonHttpServer, Request, route
+from firmware_sim.servers.lifecycle import AsyncServer
 
 API: Final = "/api/v1"
 _ID: Final = r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}"
@@ -56,7 +56,7 @@ def order_json(o: ProductionOrder) -> dict[str, Any]:
     }
 
 
-class MesServer:
+class MesServer(AsyncServer):
     """``async with MesServer(sim, port=0) as mes: httpx.get(mes.url + "/api/v1/lines")``."""
 
     def __init__(self, sim: Simulation, *, host: str = "127.0.0.1", port: int = 0) -> None:
@@ -97,18 +97,6 @@ class MesServer:
 
     async def stop(self) -> None:
         await self._http.stop()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     # --- handlers ------------------------------------------------------------------------
     def _clock(self, _: Request) -> dict[str, Any]:

@@ -20,8 +20,6 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from functools import partial
-from types import TracebackType
-from typing import Self
 
 from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusTcpServer
@@ -30,6 +28,7 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 from firmware_sim.errors import ModbusServerError
 from firmware_sim.runtime import Simulation
 from firmware_sim.scenario.model import ModbusDeviceSpec
+from firmware_sim.servers.lifecycle import AsyncServer
 from firmware_sim.servers.modbus_map import encode, is_counter
 
 log = logging.getLogger(__name__)
@@ -40,7 +39,7 @@ async def _shutdown(server: ModbusTcpServer) -> None:
     await shutdown()
 
 
-class ModbusPlantServer:
+class ModbusPlantServer(AsyncServer):
     """``async with ModbusPlantServer(sim, port=0) as srv: ... srv.port``."""
 
     def __init__(self, sim: Simulation, *, host: str = "127.0.0.1", port: int = 0) -> None:
@@ -141,15 +140,3 @@ class ModbusPlantServer:
         if server is not None:
             await _shutdown(server)
             await asyncio.sleep(0)
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()

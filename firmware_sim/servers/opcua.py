@@ -27,8 +27,7 @@ import errno
 import logging
 import socket
 from datetime import UTC, datetime
-from types import TracebackType
-from typing import Any, Final, Self, cast
+from typing import Any, Final, cast
 
 from asyncua import ua
 from asyncua.server.server import Server
@@ -37,6 +36,7 @@ from asyncua.ua.status_codes import StatusCodes
 from firmware_sim.core.line import STATE_CODES, LineSnapshot
 from firmware_sim.errors import OpcUaServerError
 from firmware_sim.runtime import Simulation
+from firmware_sim.servers.lifecycle import AsyncServer
 from firmware_sim.stack.ports import free_port
 from shared.messages import Quality
 
@@ -82,7 +82,7 @@ def _bindable(host: str, port: int) -> bool:
     return True
 
 
-class OpcUaPlantServer:
+class OpcUaPlantServer(AsyncServer):
     """``async with OpcUaPlantServer(sim, port=0) as srv: Client(srv.endpoint)``."""
 
     def __init__(
@@ -246,15 +246,3 @@ class OpcUaPlantServer:
         server, self._server = self._server, None
         if server is not None:
             await server.stop()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
