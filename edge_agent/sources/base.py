@@ -9,10 +9,13 @@ so the cloud sees the outage as data. Exceptions out of :meth:`Source.read` are 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from shared.codec import make_reading
 from shared.messages import Quality, Reading
+
+if TYPE_CHECKING:
+    from edge_agent.config import SignalConfig
 
 
 class Source(Protocol):
@@ -30,3 +33,17 @@ class Source(Protocol):
 def failed_readings(signals: Iterable[str], now_ms: int, quality: Quality) -> list[Reading]:
     """A null reading of ``quality`` (COMM_FAILURE, BAD) for each signal."""
     return [make_reading(signal, now_ms, None, quality) for signal in signals]
+
+
+def check_signals(
+    source_id: str, signals: Iterable[SignalConfig], *, needs: str | None = None, what: str = ""
+) -> None:
+    """Refuse signals of another source, or lacking the address field ``needs`` (named ``what``)."""
+    signals = list(signals)
+    foreign = [s.id for s in signals if s.source != source_id]
+    if foreign:
+        raise ValueError(f"signals {foreign} do not belong to source {source_id!r}")
+    if needs is not None:
+        missing = [s.id for s in signals if getattr(s, needs) is None]
+        if missing:
+            raise ValueError(f"signals {missing} have no {what or needs}")

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from edge_agent.config import CsvSourceConfig, SignalConfig
-from edge_agent.sources.base import failed_readings
+from edge_agent.sources.base import check_signals, failed_readings
 from edge_agent.sources.values import reading_from
 from shared.messages import Quality, Reading
 
@@ -45,9 +45,7 @@ class CsvSource:
     """Reads rows of one CSV file for a set of signals (one column each)."""
 
     def __init__(self, config: CsvSourceConfig, signals: Sequence[SignalConfig]) -> None:
-        foreign = [s.id for s in signals if s.source != config.id]
-        if foreign:
-            raise ValueError(f"signals {foreign} do not belong to source {config.id!r}")
+        check_signals(config.id, signals)
         self.config = config
         self.signals = tuple(signals)
         self.signal_ids = tuple(s.id for s in signals)

@@ -25,7 +25,7 @@ import httpx
 
 from edge_agent.backoff import Backoff
 from edge_agent.config import HttpSourceConfig, SignalConfig
-from edge_agent.sources.base import failed_readings
+from edge_agent.sources.base import check_signals, failed_readings
 from edge_agent.sources.values import FieldNotFoundError, reading_from, select
 from shared.codec import make_reading
 from shared.messages import Quality, Reading
@@ -47,12 +47,7 @@ class HttpSource:
         *,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        foreign = [s.id for s in signals if s.source != config.id]
-        if foreign:
-            raise ValueError(f"signals {foreign} do not belong to source {config.id!r}")
-        missing = [s.id for s in signals if s.field is None]
-        if missing:
-            raise ValueError(f"signals {missing} have no field selector")
+        check_signals(config.id, signals, needs="field", what="field selector")
         self.config = config
         self.signals = tuple(signals)
         self.signal_ids = tuple(s.id for s in signals)

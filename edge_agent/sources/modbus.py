@@ -35,7 +35,7 @@ from edge_agent.config import (
     WordOrder,
 )
 from edge_agent.errors import RegisterDecodeError
-from edge_agent.sources.base import failed_readings
+from edge_agent.sources.base import check_signals, failed_readings
 from shared.codec import make_reading
 from shared.messages import Quality, Reading
 
@@ -198,9 +198,7 @@ class ModbusSource:
         *,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        foreign = [s.id for s in signals if s.source != config.id]
-        if foreign:
-            raise ValueError(f"signals {foreign} do not belong to source {config.id!r}")
+        check_signals(config.id, signals)
         self.config = config
         self._monotonic = monotonic
         points = [ModbusPoint.from_signal(s) for s in signals]

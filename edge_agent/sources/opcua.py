@@ -32,7 +32,7 @@ from asyncua.ua.status_codes import StatusCodes
 
 from edge_agent.backoff import Backoff
 from edge_agent.config import OpcUaSourceConfig, SignalConfig
-from edge_agent.sources.base import failed_readings
+from edge_agent.sources.base import check_signals, failed_readings
 from shared.codec import make_reading
 from shared.messages import Quality, Reading
 
@@ -93,12 +93,7 @@ class OpcUaSource:
         *,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        foreign = [s.id for s in signals if s.source != config.id]
-        if foreign:
-            raise ValueError(f"signals {foreign} do not belong to source {config.id!r}")
-        missing = [s.id for s in signals if s.node is None]
-        if missing:
-            raise ValueError(f"signals {missing} have no OPC UA node id")
+        check_signals(config.id, signals, needs="node", what="OPC UA node id")
         self.config = config
         self.signals = tuple(signals)
         self.signal_ids = tuple(s.id for s in signals)
