@@ -9,6 +9,7 @@ numbers of the others, and reading a sensor more often never changes the demand.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 
 import numpy as np
 
@@ -25,35 +26,32 @@ def stream(seed: int, *names: str) -> np.random.Generator:
     return np.random.default_rng(sequence)
 
 
-class NormalDraws:
-    """Standard normal draws taken in blocks: one numpy call per 1024 values, not per value."""
+class _BlockDraws:
+    """Draws taken in blocks: one numpy call per 1024 values, not per value."""
 
-    def __init__(self, rng: np.random.Generator) -> None:
-        self._rng = rng
+    def __init__(self, draw_block: Callable[[int], np.ndarray]) -> None:
+        self._draw_block = draw_block
         self._buf: list[float] = []
         self._i = 0
 
     def next(self) -> float:
         if self._i >= len(self._buf):
-            self._buf = self._rng.standard_normal(_BLOCK).tolist()
+            self._buf = self._draw_block(_BLOCK).tolist()
             self._i = 0
         value = self._buf[self._i]
         self._i += 1
         return value
 
 
-class UniformDraws:
-    """Uniform [0, 1) draws taken in blocks, like :class:`NormalDraws`."""
+class NormalDraws(_BlockDraws):
+    """Standard normal draws, taken in blocks."""
 
     def __init__(self, rng: np.random.Generator) -> None:
-        self._rng = rng
-        self._buf: list[float] = []
-        self._i = 0
+        super().__init__(rng.standard_normal)
 
-    def next(self) -> float:
-        if self._i >= len(self._buf):
-            self._buf = self._rng.random(_BLOCK).tolist()
-            self._i = 0
-        value = self._buf[self._i]
-        self._i += 1
-        return value
+
+class UniformDraws(_BlockDraws):
+    """Uniform [0, 1) draws, taken in blocks."""
+
+    def __init__(self, rng: np.random.Generator) -> None:
+        super().__init__(rng.random)
