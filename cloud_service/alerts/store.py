@@ -1,7 +1,7 @@
 """Persistence of the alert subsystem on SQLAlchemy 2 async (SQLite by default, PostgreSQL).
 
-Three tables with their own ``MetaData`` (self-contained until the metadata store's Alembic
-migrations adopt them): ``alert_events``, the transition log (who, when, why; its ids are the
+Three tables of the metadata store (declared in ``metadata.schema``, built by migration
+``0004``): ``alert_events``, the transition log (who, when, why; its ids are the
 SSE event ids); ``alert_tracks``, the lifecycle state to restore after a restart; and
 ``alert_outbox``, every notification, written before it is sent. :meth:`SqlAlertStore.record`
 writes all three for one lifecycle step in one transaction, so a crash leaves either the
@@ -18,16 +18,6 @@ from typing import Any, Final, Literal
 
 import msgspec
 from sqlalchemy import (
-    BigInteger,
-    Boolean,
-    Column,
-    Index,
-    Integer,
-    LargeBinary,
-    MetaData,
-    String,
-    Table,
-    Text,
     delete,
     event,
     func,
@@ -40,61 +30,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from cloud_service.alerts.lifecycle import SavedTrack
 from cloud_service.alerts.outbox import Notification, Outcome, Status, Summary
 from cloud_service.alerts.records import AlertEvent, AlertKey
+from cloud_service.metadata.schema import alert_events, alert_outbox, alert_tracks, metadata
 from shared.messages import Severity
 
-ID: Final = 64
-metadata = MetaData()
-_BigId = BigInteger().with_variant(Integer, "sqlite")  # SQLite: INTEGER PRIMARY KEY = rowid
-
-alert_events = Table(
-    "alert_events",
-    metadata,
-    Column("id", _BigId, primary_key=True, autoincrement=True),
-    Column("alert_id", String(ID), nullable=False),
-    Column("rule", String(ID), nullable=False),
-    Column("site", String(ID), nullable=False),
-    Column("subject", String(ID), nullable=False),
-    Column("kind", String(16), nullable=False),
-    Column("at_ms", BigInteger, nullable=False),
-    Column("actor", String(256), nullable=False),
-    Column("reason", Text, nullable=False),
-    Column("severity", String(16), nullable=False),
-    Column("state", String(16), nullable=False),
-    Column("acked", Boolean, nullable=False),
-    Column("body", Text, nullable=False),  # the event as JSON, as webhooks and SSE carry it
-    Index("ix_alert_events_alert", "alert_id"),
-)
-
-alert_tracks = Table(
-    "alert_tracks",
-    metadata,
-    Column("key", String(3 * ID + 2), primary_key=True),
-    Column("alert_id", String(ID), nullable=True),
-    Column("body", LargeBinary, nullable=False),  # lifecycle.SavedTrack, msgspec JSON
-)
-
-alert_outbox = Table(
-    "alert_outbox",
-    metadata,
-    Column("id", String(ID), primary_key=True),
-    Column("channel", String(16), nullable=False),
-    Column("recipient", String(320), nullable=False),
-    Column("kind", String(32), nullable=False),
-    Column("payload", LargeBinary, nullable=False),
-    Column("created_ms", BigInteger, nullable=False),
-    Column("expires_ms", BigInteger, nullable=False),
-    Column("next_attempt_ms", BigInteger, nullable=False),
-    Column("attempts", Integer, nullable=False, server_default="0"),
-    Column("severity", String(16), nullable=False),
-    Column("alert_id", String(ID), nullable=True),
-    Column("supersede_key", String(ID), nullable=True),
-    Column("status", String(16), nullable=False),
-    Column("last_error", Text, nullable=True),
-    Column("claim", String(32), nullable=True),  # the dispatcher pass that holds the lease
-    Column("settled_ms", BigInteger, nullable=True),
-    Index("ix_alert_outbox_due", "status", "next_attempt_ms"),
-    Index("ix_alert_outbox_supersede", "channel", "recipient", "supersede_key"),
-)
+ALERT_TABLES: Final = (alert_events, alert_tracks, alert_outbox)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,9 +63,10 @@ def create_sqlite_engine(
 
 
 async def create_tables(engine: AsyncEngine) -> None:
-    """First start without Alembic: create the alert tables if missing."""
+    """The alert tables alone, on an engine without Alembic (tests, tools); the service's
+    metadata store creates them by migration (``0004``)."""
     async with engine.begin() as conn:
-        await conn.run_sync(metadata.create_all)
+        await conn.run_sync(lambda c: metadata.create_all(c, tables=list(ALERT_TABLES)))
 
 
 _TRACK_DECODER: Final = msgspec.json.Decoder(SavedTrack)

@@ -95,3 +95,55 @@ sequence_streams = Table(
     Column("filled", BigInteger, nullable=False, server_default="0"),
     Column("updated_ms", BigInteger, nullable=False),
 )
+
+# -- alerts (cloud_service.alerts.store) ---------------------------------------------------
+
+alert_events = Table(
+    "alert_events",
+    metadata,
+    Column("id", _BigId, primary_key=True, autoincrement=True),
+    Column("alert_id", String(ID), nullable=False),
+    Column("rule", String(ID), nullable=False),
+    Column("site", String(ID), nullable=False),
+    Column("subject", String(ID), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("at_ms", BigInteger, nullable=False),
+    Column("actor", String(256), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("acked", Boolean, nullable=False),
+    Column("body", Text, nullable=False),  # the event as JSON, as webhooks and SSE carry it
+    Index("ix_alert_events_alert", "alert_id"),
+)
+
+alert_tracks = Table(
+    "alert_tracks",
+    metadata,
+    Column("key", String(3 * ID + 2), primary_key=True),
+    Column("alert_id", String(ID), nullable=True),
+    Column("body", LargeBinary, nullable=False),  # lifecycle.SavedTrack, msgspec JSON
+)
+
+alert_outbox = Table(
+    "alert_outbox",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("channel", String(16), nullable=False),
+    Column("recipient", String(320), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("payload", LargeBinary, nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("expires_ms", BigInteger, nullable=False),
+    Column("next_attempt_ms", BigInteger, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("severity", String(16), nullable=False),
+    Column("alert_id", String(ID), nullable=True),
+    Column("supersede_key", String(ID), nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("last_error", Text, nullable=True),
+    Column("claim", String(32), nullable=True),  # the dispatcher pass that holds the lease
+    Column("settled_ms", BigInteger, nullable=True),
+    Index("ix_alert_outbox_due", "status", "next_attempt_ms"),
+    Index("ix_alert_outbox_supersede", "channel", "recipient", "supersede_key"),
+)
