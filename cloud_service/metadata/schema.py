@@ -147,3 +147,59 @@ alert_outbox = Table(
     Index("ix_alert_outbox_due", "status", "next_attempt_ms"),
     Index("ix_alert_outbox_supersede", "channel", "recipient", "supersede_key"),
 )
+
+# -- plans (cloud_service.plans.store) -----------------------------------------------------
+# One row per entry of the plan book; ``position`` keeps the book's order, and the book,
+# not the database, enforces uniqueness (a NULL location cannot be part of a primary key).
+
+plan_skus = Table(
+    "plan_skus",
+    metadata,
+    Column("position", Integer, primary_key=True, autoincrement=False),
+    Column("site", String(ID), nullable=False),
+    Column("sku", String(ID), nullable=False),
+    Column("location", String(ID), nullable=True),
+    Column("lead_time_h", Float, nullable=False),
+    Column("safety_stock", Float, nullable=False),
+    Column("service_level", Float, nullable=False),
+    Column("review_h", Float, nullable=False),
+)
+
+plan_production = Table(
+    "plan_production",
+    metadata,
+    Column("position", Integer, primary_key=True, autoincrement=False),
+    Column("site", String(ID), nullable=False),
+    Column("line", String(ID), nullable=False),
+    Column("sku", String(ID), nullable=True),
+    Column("period", String(ID), nullable=False),
+    Column("start_ms", BigInteger, nullable=False),
+    Column("end_ms", BigInteger, nullable=False),
+    Column("quantity", Float, nullable=False),
+)
+
+plan_demand = Table(
+    "plan_demand",
+    metadata,
+    Column("position", Integer, primary_key=True, autoincrement=False),
+    Column("site", String(ID), nullable=False),
+    Column("sku", String(ID), nullable=False),
+    Column("location", String(ID), nullable=True),
+    Column("start_ms", BigInteger, nullable=False),
+    Column("end_ms", BigInteger, nullable=False),
+    Column("quantity", Float, nullable=False),
+)
+
+# -- API keys (cloud_service.api.keys) -----------------------------------------------------
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("name", String(ID), primary_key=True),
+    Column("scope", String(8), nullable=False),  # read | write
+    Column("token_hash", String(64), nullable=False),  # sha256 hex of the token
+    Column("created_ms", BigInteger, nullable=False),
+    Column("revoked_ms", BigInteger, nullable=True),
+    Column("last_used_ms", BigInteger, nullable=True),
+    Index("ix_api_keys_token_hash", "token_hash", unique=True),
+)

@@ -23,7 +23,7 @@ from typing import Final, TypeVar
 from cloud_service.plans.errors import PlanError
 from shared.ids import is_valid_id
 
-MAX_MS: Final = 2**63 - 1  # the metadata store keeps times as BIGINT
+MAX_MS: Final = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z, the last ISO-8601 instant
 
 _Problems = list[tuple[str, str]]
 _T = TypeVar("_T", "ProductionTarget", "DemandTarget")
@@ -51,8 +51,8 @@ def _period(problems: _Problems, start_ms: int, end_ms: int) -> None:
         if isinstance(value, bool) or not isinstance(value, int):
             problems.append((name, f"must be an integer epoch ms, not {type(value).__name__}"))
             ok = False
-        elif not -MAX_MS <= value <= MAX_MS:
-            problems.append((name, f"out of range: {value}"))
+        elif not 0 <= value <= MAX_MS:
+            problems.append((name, f"must be between 0 (1970) and {MAX_MS} (9999), got {value}"))
             ok = False
     if ok and end_ms <= start_ms:
         problems.append(("end_ms", f"must be after start_ms ({start_ms}), got {end_ms}"))
@@ -61,6 +61,12 @@ def _period(problems: _Problems, start_ms: int, end_ms: int) -> None:
 def _raise(kind: str, problems: _Problems) -> None:
     if problems:
         raise PlanError(kind, problems)
+
+
+def _as_floats(obj: object, *names: str) -> None:
+    """Store validated numbers as floats, so ``1`` from JSON and ``1.0`` read back agree."""
+    for name in names:
+        object.__setattr__(obj, name, float(getattr(obj, name)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +94,7 @@ class SkuPolicy:
         if isinstance(level, bool) or not isinstance(level, int | float) or not 0 < level < 1:
             problems.append(("service_level", f"must be between 0 and 1 (exclusive), got {level}"))
         _raise("sku policy", problems)
+        _as_floats(self, "lead_time_h", "safety_stock", "service_level", "review_h")
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +115,7 @@ class ProductionTarget:
         _period(problems, self.start_ms, self.end_ms)
         _non_negative(problems, quantity=self.quantity)
         _raise("production target", problems)
+        _as_floats(self, "quantity")
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +135,7 @@ class DemandTarget:
         _period(problems, self.start_ms, self.end_ms)
         _non_negative(problems, quantity=self.quantity)
         _raise("demand target", problems)
+        _as_floats(self, "quantity")
 
 
 class _Timeline:
