@@ -42,11 +42,15 @@ _STOCK: Final = frozenset(
     {"stock", "stockout_p10_h", "stockout_p50_h", "stockout_p90_h", "lead_time_h",
      "margin_p10_h", "margin_p50_h", "reorder_in_h", "reorder_qty"}
 )  # fmt: skip
-_CONSUMPTION: Final = frozenset({"actual", "planned", "excess", "ratio", "buffer_used"})
+_CONSUMPTION: Final = frozenset(
+    {"actual", "planned", "excess", "ratio", "buffer_used", "excess_sigma"}
+)
 _PRODUCTION: Final = frozenset(
     {"produced", "planned_so_far", "attainment", "projected_attainment", "required_rate_per_h"}
 )
-_SIGNAL: Final = frozenset({"anomaly_score", "stuck_min", "silent_min", "silent_periods"})
+_SIGNAL: Final = frozenset(
+    {"anomaly_score", "anomaly_count", "stuck_min", "silent_min", "silent_periods"}
+)
 _GATEWAY: Final = frozenset({"offline", "silent_min"})
 
 METRICS: Final[Mapping[RuleType, frozenset[str]]] = {
@@ -124,7 +128,7 @@ def _consumption(f: ConsumptionFigures) -> Candidate:
     ratio = f.actual / f.planned if f.planned > 0 else None
     m: Metrics = {
         "actual": f.actual, "planned": f.planned, "excess": f.actual - f.planned,
-        "ratio": ratio, "buffer_used": f.buffer_used,
+        "ratio": ratio, "buffer_used": f.buffer_used, "excess_sigma": f.excess_sigma,
     }  # fmt: skip
     name = f"SKU {f.sku} at {f.location or f.site}"
 
@@ -175,7 +179,8 @@ def _signal(rule_type: RuleType, f: SignalFigures, now: int) -> Candidate:
     periods = None if silent is None or not f.period_s else silent * 60 / f.period_s
     stuck = None if f.stuck_since_ms is None else max(now - f.stuck_since_ms, 0) / 60_000
     m: Metrics = {
-        "anomaly_score": f.anomaly_score, "stuck_min": stuck, "silent_min": silent,
+        "anomaly_score": f.anomaly_score, "anomaly_count": f.anomaly_count,
+        "stuck_min": stuck, "silent_min": silent,
         "silent_periods": periods,
     }  # fmt: skip
     label = f.label or f.signal

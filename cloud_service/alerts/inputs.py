@@ -43,6 +43,8 @@ class ConsumptionFigures:
     gateway: str | None = None
     unit: str = "units"
     buffer_used: float | None = None  # excess / safety stock (1.0: the buffer is gone)
+    #: The excess over plan in standard deviations of past windows' excess (how unusual).
+    excess_sigma: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +77,7 @@ class SignalFigures:
     location: str | None = None
     anomaly_score: float | None = None  # 0..1; 0.5 is the detector's flag threshold
     anomaly_reason: str | None = None  # analytics.codes.Reason name: level, spike, shift, ...
+    anomaly_count: int | None = None  # flagged episodes within the hold window
     stuck_since_ms: int | None = None  # flat since (None: moving)
     last_seen_ms: int | None = None
     period_s: float | None = None  # expected sampling period

@@ -182,6 +182,12 @@ class Lifecycle:
         events = self._update_suppression(now)
         return events + self.tick(now)
 
+    def tracked(self) -> set[tuple[RuleType, str, str]]:
+        """(rule type, site, subject) of every track: an open alert, a pending or shelved
+        condition. A shell that observes only subjects worth a look must keep observing
+        these, or they would keep their last condition (and raise, or never clear)."""
+        return {(t.rule_type, t.key.site, t.key.subject) for t in self._tracks.values()}
+
     def tick(self, now_ms: int) -> list[AlertEvent]:
         now = self._clock(now_ms)
         events: list[AlertEvent] = []

@@ -198,7 +198,11 @@ def rules_from_data(data: object, source: str) -> list[Rule]:
     return rules
 
 
-def load_rules(path: Path) -> list[Rule]:
+DEFAULT_RULES: Final = Path(__file__).with_name("default_rules.toml")
+
+
+def load_rules(path: Path = DEFAULT_RULES) -> list[Rule]:
+    """Rules from a TOML file; without one, the rules a new installation starts with."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:

@@ -69,6 +69,18 @@ class _Gateway:
     silent: bool = False
     last_seen_ms: int | None = None
     active: bool = False  # data since the last activity sweep
+    down_since_ms: int | None = None  # offline or silent since
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayView:
+    """One gateway's connectivity as of the last tick, for alert rules."""
+
+    site: str
+    gateway: str
+    online: bool
+    last_seen_ms: int | None
+    down_since_ms: int | None
 
 
 @dataclass(slots=True)
@@ -100,6 +112,7 @@ class HealthCore:
         gw = self._gateway(site, gateway)
         previous, gw.state = gw.state, state
         if state is GatewayState.OFFLINE and previous is not GatewayState.OFFLINE:
+            gw.down_since_ms = now_ms
             self._orphan(site, gateway, gw)
             return [
                 HealthEvent(
@@ -107,6 +120,7 @@ class HealthCore:
                 )
             ]
         if state is GatewayState.ONLINE and previous is GatewayState.OFFLINE:
+            gw.down_since_ms = None
             self._restart_clocks(gw, now_ms)
             return [HealthEvent(EventKind.GATEWAY_ONLINE, site, gateway, now_ms)]
         return []
@@ -130,6 +144,8 @@ class HealthCore:
         gw.ts.update(latest_ts)
         if gw.silent:
             gw.silent = False
+            if gw.state is not GatewayState.OFFLINE:
+                gw.down_since_ms = None
             self._restart_clocks(gw, now_ms)
             return [HealthEvent(EventKind.GATEWAY_ONLINE, site, gateway, now_ms)]
         return []
@@ -164,6 +180,7 @@ class HealthCore:
                 for name, sig in gw.signals.items()
             ):
                 gw.silent = True
+                gw.down_since_ms = gw.down_since_ms or now_ms
                 self._orphan(site, gateway, gw)
                 events.append(
                     HealthEvent(
@@ -192,6 +209,25 @@ class HealthCore:
         """As of the last :meth:`tick`."""
         sig = self._gateways.get((site, gateway), _Gateway()).signals.get(signal)
         return sig.status if sig is not None else None
+
+    def gateways(self) -> list[GatewayView]:
+        """Every known gateway: online unless its will said offline or all its signals went
+        silent (as of the last :meth:`tick`)."""
+        return [
+            GatewayView(
+                site,
+                name,
+                gw.state is not GatewayState.OFFLINE and not gw.silent,
+                gw.last_seen_ms,
+                gw.down_since_ms,
+            )
+            for (site, name), gw in self._gateways.items()
+        ]
+
+    def last_seen(self, site: str, gateway: str) -> dict[str, int]:
+        """Signal -> receive time of its latest live reading (no device clock involved)."""
+        gw = self._gateways.get((site, gateway))
+        return dict(gw.seen) if gw is not None else {}
 
     def counts(self) -> dict[SignalStatus, int]:
         out = dict.fromkeys(SignalStatus, 0)

@@ -9,6 +9,8 @@ dead-lettered.
 from __future__ import annotations
 
 import bisect
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -21,9 +23,10 @@ from cloud_service.ingest.sequence import SequenceTracker
 from shared.codec import Limits, MessageDecoder, TelemetryDecoder
 from shared.errors import ContractError, Reason
 from shared.ids import is_valid_id
-from shared.messages import Ack, Birth, State
+from shared.messages import Ack, Birth, State, TelemetryBatch
 from shared.topics import Channel, TopicScheme
 
+log = logging.getLogger(__name__)
 INGESTED_CHANNELS: Final = (Channel.TELEMETRY, Channel.BIRTH, Channel.STATE)
 
 
@@ -91,7 +94,12 @@ class IngestCore:
     catalog: SignalCatalog = field(default_factory=SignalCatalog)
     tracker: SequenceTracker = field(default_factory=SequenceTracker)
     mapper: PointMapper = field(init=False)
+    #: Live consumers (analytics): every decoded batch and every catalog, as they arrive,
+    #: before the write (an observer must tolerate seeing a redelivered batch again).
+    on_batch: Callable[[str, str, TelemetryBatch, int], None] | None = None
+    on_birth: Callable[[str, Birth], None] | None = None
     readings_in: int = 0
+    observer_errors: int = 0
     _telemetry: TelemetryDecoder = field(init=False)
     _birth: MessageDecoder[Birth] = field(init=False)
     _state: MessageDecoder[State] = field(init=False)
@@ -135,6 +143,12 @@ class IngestCore:
                     )
                 )
             out.lines.extend(self.mapper.lines(address.site, address.gateway, batch.readings))
+            if self.on_batch is not None:
+                try:
+                    self.on_batch(address.site, address.gateway, batch, m.received_ms)
+                except Exception:  # analytics must never stop storing
+                    self.observer_errors += 1
+                    log.exception("live analytics failed on a batch of %s", m.topic)
             out.sources.append((len(out.lines), m.topic, address.gateway))
             self.readings_in += len(batch.readings) + len(decoded.rejected)
             out.batches.append(
@@ -168,6 +182,12 @@ class IngestCore:
         """A gateway's catalog (from a birth, or from the registry at start-up)."""
         self.catalog.learn(site, birth)
         self.mapper.forget(site, birth.gateway)
+        if self.on_birth is not None:
+            try:
+                self.on_birth(site, birth)
+            except Exception:  # analytics must never stop storing
+                self.observer_errors += 1
+                log.exception("live analytics failed on the birth of %s/%s", site, birth.gateway)
 
     def stored(self, prepared: Prepared, now_ms: int) -> Outcome:
         """After the write: the end-to-end acks to publish, one per stream, and a report."""

@@ -1,0 +1,422 @@
+"""Live analytics: ingest batches in, the alert rules' ``ConditionInputs`` out.
+
+Every decoded telemetry batch is folded into the anomaly engine at once (no InfluxDB round
+trip), stock levels and production counters also into short bounded trails (``trails``).
+Forecasts and plan figures (depletion per SKU, consumption against the demand plan,
+production against the plan) are recomputed every ``forecast_interval_s``: they move by the
+hour, not by the reading. Signal and gateway figures are read fresh at every evaluation.
+
+Which detector owns which condition, so one fault raises one alert: a stuck sensor is the
+``sensor_stuck`` rule's (flatline is not scored as an anomaly), silence is ``no_data``'s, a
+counter that stops while the plan says run is ``production_below_plan``'s (counters are never
+"stuck": a stopped line is a production matter).
+
+Only signals worth a look reach the rules (a recent anomaly, stuck, silent for two periods,
+or already tracked by the lifecycle): tens of thousands of quiet signals cost nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from cloud_service.alerts.inputs import (
+    ConditionInputs,
+    ConsumptionFigures,
+    GatewayFigures,
+    ProductionFigures,
+    SignalFigures,
+    StockFigures,
+)
+from cloud_service.analytics import depletion
+from cloud_service.analytics.codes import Reason, reason_name
+from cloud_service.analytics.engine import F64, I64, AnomalyEngine, AnomalyEvents
+from cloud_service.analytics.plan import PlanPeriod, adherence
+from cloud_service.ingest.health import GatewayView
+from cloud_service.live.series import SeriesIndex, SeriesInfo
+from cloud_service.live.settings import LiveSettings
+from cloud_service.live.trails import HOUR_MS, MINUTE_MS, BucketTrail, hourly_decrease
+from cloud_service.plans.model import PlanBook, SkuPolicy
+from shared.messages import Birth, Quality, SignalKind, TelemetryBatch
+
+log = logging.getLogger(__name__)
+
+#: Reasons other rules own (see the module docstring): not an "anomaly on a signal".
+_OWNED_ELSEWHERE = frozenset({Reason.FLATLINE, Reason.NO_DATA, Reason.COUNTER_STALLED, Reason.NONE})
+_GOOD = (int(Quality.GOOD), int(Quality.UNCERTAIN))
+DAY_MS = 24 * HOUR_MS
+
+
+@dataclass(slots=True)
+class _Recent:
+    """Anomaly onsets of one signal within the hold window: (ts, score, reason)."""
+
+    onsets: deque[tuple[int, float, int]] = field(default_factory=deque)
+
+    def prune(self, oldest_ms: int) -> None:
+        while self.onsets and self.onsets[0][0] < oldest_ms:
+            self.onsets.popleft()
+
+    def worst(self) -> tuple[float, int]:
+        _ts, score, reason = max(self.onsets, key=lambda o: o[1])
+        return score, reason
+
+
+class _FlatRuns:
+    """Per signal, the longest flat run seen so far: a level that is often flat for an hour
+    (a slow SKU, a scrap counter) is not stuck after 15 minutes; one that never rests is."""
+
+    def __init__(self) -> None:
+        self.longest = np.zeros(0, dtype=np.int64)
+        self.since = np.zeros(0, dtype=np.int64)
+        self.length = np.zeros(0, dtype=np.int64)
+        self.first = np.zeros(0, dtype=np.int64)
+
+    def update(self, now_ms: int, since: I64, seen: npt.NDArray[np.bool_]) -> I64:
+        """Record runs that ended; return the current run lengths (0: not flat)."""
+        n = since.size
+        if self.since.size < n:
+            grow = n - self.since.size
+            self.longest = np.r_[self.longest, np.zeros(grow, np.int64)]
+            self.since = np.r_[self.since, np.full(grow, -1, np.int64)]
+            self.length = np.r_[self.length, np.zeros(grow, np.int64)]
+            self.first = np.r_[self.first, np.full(grow, -1, np.int64)]
+        self.first[(self.first < 0) & seen] = now_ms
+        ended = (self.since >= 0) & (since != self.since)
+        self.longest[ended] = np.maximum(self.longest[ended], self.length[ended])
+        run = np.where(since >= 0, now_ms - since, 0)
+        self.since, self.length = since.copy(), run
+        return run
+
+
+class LiveAnalytics:
+    def __init__(
+        self,
+        settings: LiveSettings | None = None,
+        plans: PlanBook | None = None,
+        *,
+        on_change: Callable[[], None] | None = None,
+    ) -> None:
+        self.settings = settings or LiveSettings()
+        self.plans = plans or PlanBook()
+        self.index = SeriesIndex()
+        self.engine = AnomalyEngine(1024, sink=self)
+        self.on_change = on_change
+        self._stock: dict[int, BucketTrail] = {}
+        self._counter: dict[int, BucketTrail] = {}
+        self._recent: dict[int, _Recent] = {}
+        self._flat = _FlatRuns()
+        self.stock_figures: list[StockFigures] = []
+        self.consumption_figures: list[ConsumptionFigures] = []
+        self.production_figures: list[ProductionFigures] = []
+        self.points = 0
+        self.forecast_errors = 0
+
+    # -- inputs from ingest ---------------------------------------------------------------
+    def on_birth(self, site: str, birth: Birth) -> None:
+        ids = self.index.learn(site, birth)
+        for sid, spec in zip(ids, birth.signals, strict=True):
+            self.engine.configure(
+                [sid],
+                counter=spec.kind is SignalKind.PRODUCTION_COUNT,
+                period_ms=spec.period_s * 1000.0,
+            )
+
+    def on_batch(
+        self, site: str, gateway: str, batch: TelemetryBatch, now_ms: int | None = None
+    ) -> None:
+        """Fold one decoded batch in (called by ingest for every telemetry message)."""
+        readings = batch.readings
+        if not readings:
+            return
+        ids = np.array(
+            self.index.ids_of(site, gateway, [r.signal for r in readings]), dtype=np.int64
+        )
+        ts = np.array([r.ts for r in readings], dtype=np.int64)
+        values = np.array(
+            [r.value if r.value is not None and r.quality in _GOOD else math.nan for r in readings],
+            dtype=np.float64,
+        )
+        self.engine.update(ids, ts, values, historical=batch.historical, now_ms=now_ms)
+        self.points += len(readings)
+        infos = self.index.infos
+        for sid, t, v in zip(ids.tolist(), ts.tolist(), values.tolist(), strict=True):
+            kind = infos[sid].kind
+            if kind is None or kind is SignalKind.SENSOR or not math.isfinite(v):
+                continue
+            if kind is SignalKind.PRODUCTION_COUNT:
+                trail = self._counter.get(sid)
+                if trail is None:
+                    size = self.settings.counter_history_h * 60
+                    trail = self._counter[sid] = BucketTrail(MINUTE_MS, size)
+            else:
+                trail = self._stock.get(sid)
+                if trail is None:
+                    size = self.settings.stock_history_days * 24
+                    trail = self._stock[sid] = BucketTrail(HOUR_MS, size)
+            trail.add(t, v)
+
+    # -- AnalyticsSink (the engine calls these) -------------------------------------------
+    def on_anomalies(self, events: AnomalyEvents) -> None:
+        if events.historical:
+            return  # replayed data is recorded, never alerted on
+        fresh = False
+        for sid, t, score, reason in zip(
+            events.series.tolist(),
+            events.ts_ms.tolist(),
+            events.score.tolist(),
+            events.reason.tolist(),
+            strict=True,
+        ):
+            if reason in _OWNED_ELSEWHERE:
+                continue
+            recent = self._recent.get(sid)
+            if recent is None:
+                recent = self._recent[sid] = _Recent()
+            recent.onsets.append((t, score, reason))
+            fresh = True
+        if fresh and self.on_change is not None:
+            self.on_change()
+
+    def on_silence(self, series: I64, periods: F64) -> None:
+        """Silence is read from ingest health at each evaluation; nothing to keep."""
+
+    @property
+    def _hold_ms(self) -> int:
+        return int(self.settings.anomaly_hold_s * 1000)
+
+    # -- plans and forecasts ----------------------------------------------------------------
+    def set_plans(self, book: PlanBook) -> None:
+        self.plans = book
+
+    def refresh(self, now_ms: int) -> None:
+        """Recompute the slow figures: depletion, consumption and production against plan."""
+        stock: list[StockFigures] = []
+        consumption: list[ConsumptionFigures] = []
+        for sid, trail in self._stock.items():
+            info = self.index.infos[sid]
+            if info.spec is None or info.spec.sku is None:
+                continue
+            ts, level = trail.series()
+            if ts.size == 0:
+                continue
+            policy = self.plans.policy(info.site, info.spec.sku, info.spec.location)
+            figures = self._stock_figures(info, policy, ts, level, now_ms)
+            if figures is not None:
+                stock.append(figures)
+            used = self._consumption_figures(info, policy, ts, level, now_ms)
+            if used is not None:
+                consumption.append(used)
+        production = [
+            f
+            for sid, trail in self._counter.items()
+            if (f := self._production_figures(self.index.infos[sid], trail, now_ms)) is not None
+        ]
+        self.stock_figures, self.consumption_figures = stock, consumption
+        self.production_figures = production
+
+    def _stock_figures(
+        self, info: SeriesInfo, policy: SkuPolicy | None, ts: I64, level: F64, now_ms: int
+    ) -> StockFigures | None:
+        spec, sku = info.spec, info.spec.sku if info.spec else None
+        assert spec is not None
+        assert sku is not None
+        lead = policy.lead_time_h if policy else None
+        base = StockFigures(
+            site=info.site, sku=sku, stock=float(level[-1]), location=spec.location,
+            gateway=info.gateway, unit=spec.unit or "units", lead_time_h=lead,
+        )  # fmt: skip
+        warmup = self.settings.forecast_warmup_h * HOUR_MS
+        if ts.size < depletion.MIN_PERIODS or ts[-1] - ts[0] < warmup:
+            return base
+        try:
+            result = depletion.analyze(
+                ts,
+                level,
+                lead_time_h=lead or 0.0,
+                safety_stock=policy.safety_stock if policy else 0.0,
+                service_level=min(max(policy.service_level, 0.5), 0.999) if policy else 0.95,
+                review_h=policy.review_h if policy else depletion.DEFAULT_REVIEW_H,
+                horizon_h=self.settings.forecast_horizon_h,
+            )
+        except (ValueError, ArithmeticError) as exc:
+            self.forecast_errors += 1
+            log.debug("depletion of %s/%s failed: %s", info.site, spec.sku, exc)
+            return base
+        h = result.hours_from(now_ms)
+        return StockFigures(
+            site=info.site, sku=sku, stock=result.stock, location=spec.location,
+            gateway=info.gateway, unit=spec.unit or "units",
+            stockout_p10_h=h["stockout_p10_h"], stockout_p50_h=h["stockout_p50_h"],
+            stockout_p90_h=h["stockout_p90_h"], lead_time_h=lead,
+            reorder_in_h=h["reorder_in_h"] if policy else None,
+            reorder_qty=result.reorder_qty if policy else None,
+        )  # fmt: skip
+
+    def _consumption_figures(
+        self, info: SeriesInfo, policy: SkuPolicy | None, ts: I64, level: F64, now_ms: int
+    ) -> ConsumptionFigures | None:
+        """Consumption over the last window against the demand plan, and how unusual the
+        excess is: in standard deviations of the same window's excess on past days."""
+        spec, sku = info.spec, info.spec.sku if info.spec else None
+        assert spec is not None
+        assert sku is not None
+        window = int(self.settings.consumption_window_h * HOUR_MS)
+        plans = self.plans
+
+        def planned(end: int) -> float:
+            return plans.demand_between(info.site, sku, end - window, end, spec.location)
+
+        planned_now = planned(now_ms)
+        if planned_now <= 0:
+            return None
+        hours, used = hourly_decrease(ts, level)
+        if hours.size == 0 or hours[0] > now_ms - window:
+            return None  # not a full window of history yet
+
+        def actual(end: int) -> float:
+            return float(used[(hours > end - window) & (hours <= end)].sum())
+
+        excess_now = actual(now_ms) - planned_now
+        past = [
+            actual(end) - planned(end)
+            for d in range(1, self.settings.baseline_days + 1)
+            if (end := now_ms - d * DAY_MS) - window >= hours[0]
+        ]
+        sigma = None
+        if len(past) >= self.settings.min_baseline_days:
+            sd = float(np.std(past, ddof=1))
+            sigma = excess_now / max(sd, 1.0)
+        safety = policy.safety_stock if policy else 0.0
+        return ConsumptionFigures(
+            site=info.site, sku=sku, actual=actual(now_ms), planned=planned_now,
+            location=spec.location, gateway=info.gateway, unit=spec.unit or "units",
+            buffer_used=max(excess_now, 0.0) / safety if safety > 0 else None,
+            excess_sigma=sigma,
+        )  # fmt: skip
+
+    def _production_figures(
+        self, info: SeriesInfo, trail: BucketTrail, now_ms: int
+    ) -> ProductionFigures | None:
+        spec = info.spec
+        if spec is None or spec.line is None:
+            return None
+        targets = [
+            t
+            for t in self.plans.production_at(info.site, spec.line, now_ms)
+            if spec.sku is None or t.sku in (None, spec.sku)
+        ]
+        if not targets:
+            return None
+        period = PlanPeriod(
+            min(t.start_ms for t in targets),
+            max(t.end_ms for t in targets),
+            sum(t.quantity for t in targets),
+        )
+        ts, total = trail.series(since_ms=period.start_ms - 2 * HOUR_MS)
+        if ts.size == 0 or (ts[0] > period.start_ms + MINUTE_MS and now_ms - ts[0] < HOUR_MS):
+            return None  # no reading from before the period: attainment unknown yet
+        a = adherence(ts, total, period, now_ms, rate_window_h=self.settings.rate_window_h)
+
+        def known(x: float) -> float | None:
+            return x if math.isfinite(x) else None
+
+        return ProductionFigures(
+            site=info.site, line=spec.line, produced=a.produced,
+            planned_so_far=a.planned_so_far, attainment=known(a.attainment),
+            projected_attainment=known(a.projected_attainment), sku=spec.sku,
+            gateway=info.gateway, period=targets[0].period, unit=spec.unit or "units",
+            required_rate_per_h=known(a.required_rate_per_hour),
+        )  # fmt: skip
+
+    # -- the snapshot the rules read --------------------------------------------------------
+    def inputs(
+        self,
+        now_ms: int,
+        gateways: Sequence[GatewayView] = (),
+        last_seen: Callable[[str, str], dict[str, int]] | None = None,
+        tracked: Iterable[tuple[str, str]] = (),
+    ) -> ConditionInputs:
+        """Figures as of ``now_ms``. ``last_seen(site, gateway)`` gives receive times per
+        signal (ingest health); ``tracked`` the (site, signal) pairs the lifecycle follows."""
+        return ConditionInputs(
+            now_ms=now_ms,
+            stock=self.stock_figures,
+            consumption=self.consumption_figures,
+            production=self.production_figures,
+            signals=self._signal_figures(now_ms, last_seen, set(tracked)),
+            gateways=[
+                GatewayFigures(g.site, g.gateway, g.online, g.last_seen_ms, g.down_since_ms)
+                for g in gateways
+            ],
+        )
+
+    def _signal_figures(
+        self,
+        now_ms: int,
+        last_seen: Callable[[str, str], dict[str, int]] | None,
+        tracked: set[tuple[str, str]],
+    ) -> list[SignalFigures]:
+        n = len(self.index)
+        if n == 0:
+            return []
+        snap = self.engine.snapshot(np.arange(n, dtype=np.int64))
+        infos = self.index.infos
+        seen_ms = snap.last_seen_ms.copy()
+        if last_seen is not None:
+            by_gateway: dict[tuple[str, str], dict[str, int]] = {}
+            for sid, info in enumerate(infos):
+                key = (info.site, info.gateway)
+                got = by_gateway.get(key)
+                if got is None:
+                    got = by_gateway[key] = last_seen(*key)
+                seen_ms[sid] = got.get(info.signal, seen_ms[sid])
+        period = np.where(snap.period_ms > 0, snap.period_ms, np.inf)
+        silent = snap.seen & ((now_ms - seen_ms) >= 2 * period)
+        run = self._flat.update(now_ms, snap.stuck_since_ms, snap.seen)
+        warm = (self._flat.first >= 0) & (
+            now_ms - self._flat.first >= int(self.settings.stuck_warmup_h * HOUR_MS)
+        )
+        stuck = (run > 0) & warm & (run > self.settings.stuck_vs_longest * self._flat.longest)
+        for sid in list(self._recent):
+            self._recent[sid].prune(now_ms - self._hold_ms)
+            if not self._recent[sid].onsets:
+                del self._recent[sid]
+        look = set(np.flatnonzero(silent | stuck).tolist()) | set(self._recent)
+        if tracked:
+            look |= {sid for sid, i in enumerate(infos) if (i.site, i.signal) in tracked}
+        out = []
+        for sid in sorted(look):
+            info = infos[sid]
+            spec = info.spec
+            if spec is None:
+                continue  # never announced: no expected period, no owner to tell
+            recent = self._recent.get(sid)
+            score, reason = recent.worst() if recent is not None else (0.0, int(Reason.NONE))
+            counter = spec.kind is SignalKind.PRODUCTION_COUNT
+            out.append(
+                SignalFigures(
+                    site=info.site,
+                    gateway=info.gateway,
+                    signal=info.signal,
+                    label=info.label,
+                    sku=spec.sku,
+                    line=spec.line,
+                    location=spec.location,
+                    anomaly_score=score,
+                    anomaly_reason=reason_name(reason) if recent is not None else None,
+                    anomaly_count=len(recent.onsets) if recent is not None else 0,
+                    stuck_since_ms=None
+                    if counter or not stuck[sid]
+                    else int(snap.stuck_since_ms[sid]),
+                    last_seen_ms=int(seen_ms[sid]) if snap.seen[sid] else None,
+                    period_s=spec.period_s,
+                )
+            )
+        return out

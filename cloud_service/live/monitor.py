@@ -1,0 +1,102 @@
+"""The evaluation loop: figures to rules to the alert lifecycle, whenever something changed.
+
+Woken at once by a fresh anomaly or a health event (a reading that crosses a threshold should
+reach the plant in well under a second), and at least every ``evaluate_interval_s`` for
+timers (stuck for N minutes, silence, on/off delays). Forecasts are refreshed on their own,
+slower cadence. A failed step (metadata store down) is logged and retried on the next wake:
+the lifecycle keeps the step's records and writes them first next time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from cloud_service.alerts.errors import AlertError
+from cloud_service.alerts.records import AlertEvent, RuleType
+from cloud_service.alerts.rules import Rule
+from cloud_service.alerts.service import AlertService
+from cloud_service.ingest.health import HealthCore
+from cloud_service.live.analytics import LiveAnalytics
+from cloud_service.storage.errors import StorageError
+
+log = logging.getLogger(__name__)
+
+_SIGNAL_RULES = frozenset({RuleType.SIGNAL_ANOMALY, RuleType.SENSOR_STUCK, RuleType.NO_DATA})
+
+
+def wall_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Monitor:
+    def __init__(
+        self,
+        live: LiveAnalytics,
+        alerts: AlertService,
+        rules: Sequence[Rule],
+        *,
+        health: HealthCore | None = None,
+        clock: Callable[[], int] = wall_ms,
+    ) -> None:
+        self.live = live
+        self.alerts = alerts
+        self.rules = list(rules)
+        self.health = health
+        self.clock = clock
+        self.settings = live.settings
+        self.evaluations = 0
+        self.failures = 0
+        self._next_refresh_ms = 0
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """Evaluate as soon as possible (safe to call from the event loop only)."""
+        self._wake.set()
+
+    def set_rules(self, rules: Sequence[Rule]) -> None:
+        self.rules = list(rules)
+        self.wake()
+
+    async def step(self, now_ms: int | None = None) -> list[AlertEvent]:
+        """Refresh what is due, evaluate every rule, advance the lifecycle's timers."""
+        now = self.clock() if now_ms is None else now_ms
+        if now >= self._next_refresh_ms:
+            self.live.refresh(now)
+            self._next_refresh_ms = now + int(self.settings.forecast_interval_s * 1000)
+        tracked = {
+            (site, subject)
+            for rule_type, site, subject in self.alerts.lifecycle.tracked()
+            if rule_type in _SIGNAL_RULES
+        }
+        health = self.health
+        inputs = self.live.inputs(
+            now,
+            health.gateways() if health is not None else (),
+            health.last_seen if health is not None else None,
+            tracked,
+        )
+        self.evaluations += 1
+        return await self.alerts.evaluate(self.rules, inputs)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        interval = self.settings.evaluate_interval_s
+        while not stop.is_set():
+            self._wake.clear()
+            try:
+                await self.step()
+            except (AlertError, StorageError, SQLAlchemyError, OSError) as exc:
+                self.failures += 1
+                log.warning("alert evaluation failed (%s); retrying", exc)
+            waits = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait(waits, timeout=interval, return_when=asyncio.FIRST_COMPLETED)
+            for w in waits:
+                w.cancel()
+            # let a burst of wakes coalesce into one evaluation
+            await asyncio.sleep(0.005)

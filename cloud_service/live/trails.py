@@ -1,0 +1,76 @@
+"""Short, bounded histories per series: hourly stock levels and minute counter totals.
+
+The anomaly engine needs no history (its state is a few numbers per series), but forecasts
+and plan figures do: a stock level per hour for the depletion forecast and for consumption
+against the demand plan, and a production counter per minute for attainment against a shift.
+Each is a fixed-size ring of buckets holding the last reading of the bucket, so memory is
+bounded whatever the sampling rate. Late readings (older than the newest bucket) are ignored:
+replayed history cannot rewrite a bucket already used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+HOUR_MS = 3_600_000
+MINUTE_MS = 60_000
+
+
+@dataclass(slots=True)
+class BucketTrail:
+    """The last value of each ``bucket_ms`` bucket, for the last ``size`` buckets."""
+
+    bucket_ms: int
+    size: int
+    _slot: I64 = field(init=False)  # bucket number held by each ring slot (-1: empty)
+    _ts: I64 = field(init=False)
+    _value: F64 = field(init=False)
+    newest: int = -1  # newest bucket number
+
+    def __post_init__(self) -> None:
+        self._slot = np.full(self.size, -1, dtype=np.int64)
+        self._ts = np.zeros(self.size, dtype=np.int64)
+        self._value = np.full(self.size, np.nan)
+
+    def add(self, ts_ms: int, value: float) -> bool:
+        """Keep ``value`` as its bucket's latest; False when too late to count."""
+        b = ts_ms // self.bucket_ms
+        if b < self.newest:
+            return False
+        i = b % self.size
+        if b != self._slot[i] or ts_ms >= self._ts[i]:
+            self._slot[i] = b
+            self._ts[i] = ts_ms
+            self._value[i] = value
+        self.newest = max(self.newest, int(b))
+        return True
+
+    def series(self, since_ms: int | None = None) -> tuple[I64, F64]:
+        """(timestamps, values) of the buckets held, oldest first, from ``since_ms`` on."""
+        lo = self.newest - self.size + 1
+        keep = (self._slot >= lo) & (self._slot >= 0)
+        if since_ms is not None:
+            keep &= self._ts >= since_ms
+        order = np.argsort(self._slot[keep], kind="stable")
+        return self._ts[keep][order], self._value[keep][order]
+
+    def latest(self) -> tuple[int, float] | None:
+        if self.newest < 0:
+            return None
+        i = self.newest % self.size
+        return int(self._ts[i]), float(self._value[i])
+
+
+def hourly_decrease(ts_ms: I64, level: F64) -> tuple[I64, F64]:
+    """Consumption per hour from hourly levels: the fall between consecutive hours (0 when
+    the level rose: a receipt or production output; its hour's consumption is then unknown
+    and counted as 0, an underestimate stated in docs/live.md)."""
+    if ts_ms.size < 2:
+        return ts_ms[:0], level[:0]
+    drop = np.maximum(level[:-1] - level[1:], 0.0)
+    return ts_ms[1:], drop

@@ -1,0 +1,159 @@
+"""The simulator's plant as the cloud sees it: births, telemetry batches and the S&OP plan.
+
+Runs ``firmware_sim``'s world (the same model behind its Modbus/OPC UA/MES servers) in
+simulated time, and hands its samples over in the contract's shapes, scaled the way the demo
+edge configuration scales them (load cells to pieces), so live analytics and alert rules can
+be run over days of plant in seconds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from cloud_service.plans.model import DemandTarget, PlanBook, ProductionTarget, SkuPolicy
+from firmware_sim.core.calendar import DAY_MS
+from firmware_sim.core.sensors import Sample
+from firmware_sim.core.world import World
+from firmware_sim.scenario import default_scenario
+from firmware_sim.scenario.model import FaultKind, Scenario, SensorType
+from shared.messages import Birth, Reading, SignalKind, SignalSpec, TelemetryBatch
+
+START_MS = 1_767_744_000_000  # 2026-01-07 00:00 UTC, a Wednesday: every fault hits a workday
+HOUR_MS = 3_600_000
+
+
+def scenario_with(*kinds: FaultKind) -> Scenario:
+    """The default scenario with only the scheduled faults of ``kinds`` (no random ones)."""
+    base = default_scenario()
+    faults = tuple(f for f in base.faults if f.kind in kinds)
+    return dataclasses.replace(base, faults=faults, random_faults=())
+
+
+def signal_specs(scenario: Scenario) -> dict[str, SignalSpec]:
+    out = {}
+    for s in scenario.signals:
+        if s.type in (SensorType.LEVEL, SensorType.LOAD_CELL):
+            kind = SignalKind.STOCK_LEVEL
+        elif s.type is SensorType.COUNTER:
+            kind = SignalKind.PRODUCTION_COUNT
+        else:
+            kind = SignalKind.SENSOR  # scrap counts, temperature, vibration
+        out[s.id] = SignalSpec(
+            id=s.id,
+            kind=kind,
+            unit="pcs" if kind is not SignalKind.SENSOR else s.unit,
+            sku=s.sku,
+            location=s.warehouse,
+            # output is the good count: the scrap counter is announced without its line
+            line=s.line if s.counter != "scrap" else None,
+            period_s=max(s.period_s, 60.0),
+        )
+    return out
+
+
+def gateway_of(scenario: Scenario) -> dict[str, str]:
+    devices = {name: d.gateway for d in scenario.mqtt_devices for name in d.signals}
+    return {s.id: devices.get(s.id, scenario.gateway) for s in scenario.signals}
+
+
+def births(scenario: Scenario) -> list[Birth]:
+    specs, where = signal_specs(scenario), gateway_of(scenario)
+    return [
+        Birth(
+            gateway=gw,
+            site=scenario.site,
+            boot="b1",
+            agent_version="test",
+            config_hash="x",
+            started_ms=START_MS,
+            signals=[specs[s] for s in specs if where[s] == gw],
+        )
+        for gw in sorted(set(where.values()))
+    ]
+
+
+def plan_book(world: World, days: int) -> PlanBook:
+    """The simulator's S&OP plan as the cloud would hold it: each line's daily target over
+    the day's scheduled hours, the demand plan per day, replenishment parameters per SKU."""
+    sc, site = world.scenario, world.scenario.site
+    production: list[ProductionTarget] = []
+    demand: list[DemandTarget] = []
+    first_day = START_MS - START_MS % DAY_MS
+    for d in range(days):
+        day = first_day + d * DAY_MS
+        per_line: dict[str, float] = {}
+        for line_id, _sku, target in world.plan.production_targets(day):
+            per_line[line_id] = per_line.get(line_id, 0.0) + target  # the counter is per line
+        for line_id, target in per_line.items():
+            spans = world.lines[line_id].shifts.intervals(day, day + DAY_MS)
+            if target > 0 and spans:
+                production.append(
+                    ProductionTarget(
+                        site,
+                        line_id,
+                        max(spans[0][0], day),
+                        min(spans[-1][1], day + DAY_MS),
+                        target,
+                        period="day",
+                    )
+                )
+        for wh, sku, planned in world.plan.demand_plan(day):
+            demand.append(DemandTarget(site, sku, day, day + DAY_MS, float(planned), wh))
+    skus = tuple(
+        SkuPolicy(
+            site,
+            k.sku,
+            k.warehouse,
+            lead_time_h=k.replenishment.lead_time_h or 24.0,
+            safety_stock=float(k.safety_stock),
+        )
+        for k in sc.skus()
+    )
+    return PlanBook(skus, tuple(production), tuple(demand))
+
+
+@dataclass
+class SimFeed:
+    """Steps the world and returns each step's samples as one batch per gateway."""
+
+    scenario: Scenario
+    seed: int = 1
+    step_ms: int = 10 * 60_000
+    world: World = field(init=False)
+    _samples: list[Sample] = field(default_factory=list)
+    _seq: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.world = World(self.scenario, seed=self.seed, start_ms=START_MS, sample_floor_s=60)
+        self.world.add_listener(self._samples.append)
+        self._where = gateway_of(self.scenario)
+        self._spec = {s.id: s for s in self.scenario.signals}
+
+    def _value(self, s: Sample) -> float | None:
+        spec = self._spec[s.signal]
+        if s.value is None:
+            return None
+        if spec.type is SensorType.LOAD_CELL:  # the edge's linear scaling to pieces
+            sku = next(k for k in self.scenario.skus() if k.sku == spec.sku)
+            return (s.value - spec.offset) / sku.unit_weight_kg
+        return s.value
+
+    def run(self, hours: float) -> Iterator[tuple[int, list[TelemetryBatch]]]:
+        end = START_MS + int(hours * HOUR_MS)
+        t = START_MS
+        while t < end:
+            t += self.step_ms
+            self.world.advance_to(t)
+            by_gw: dict[str, list[Reading]] = {}
+            for s in self._samples:
+                by_gw.setdefault(self._where[s.signal], []).append(
+                    Reading(s.signal, s.ts, self._value(s), int(s.quality))
+                )
+            self._samples.clear()
+            batches = []
+            for gw, readings in sorted(by_gw.items()):
+                seq = self._seq[gw] = self._seq.get(gw, 0) + 1
+                batches.append(TelemetryBatch(gateway=gw, boot="b1", seq=seq, readings=readings))
+            yield t, batches

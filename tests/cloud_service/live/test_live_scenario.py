@@ -1,0 +1,98 @@
+"""The default scenario with a stuck sensor, a line stoppage and a demand surge, through live
+analytics, the default rules and the alert lifecycle (a real SQLite alert store).
+
+Eleven days of plant in simulated time (``sim_feed``): the faults are the scenario's own
+(``flatline`` of wh2.a113.level at 30 h for 3 h, ``line_stoppage`` of line3 at 150 h for 5 h,
+``demand_surge`` of A-113 at 200 h for 48 h); the run starts on a Wednesday so each hits a
+working day. Every alert raised must be explained by the simulator's ground truth.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from sim_feed import HOUR_MS, START_MS, SimFeed, births, plan_book, scenario_with
+
+from cloud_service.alerts.outbox import OutboxPolicy
+from cloud_service.alerts.records import EventKind
+from cloud_service.alerts.routing import Router
+from cloud_service.alerts.rules import load_rules
+from cloud_service.alerts.service import AlertService
+from cloud_service.alerts.settings import AlertSettings
+from cloud_service.alerts.store import SqlAlertStore, create_sqlite_engine, create_tables
+from cloud_service.live.analytics import LiveAnalytics
+from cloud_service.live.monitor import Monitor
+from firmware_sim.scenario.model import FaultKind
+
+Raised = tuple[float, str, str]  # (hours into the run, rule, subject)
+
+
+@pytest.fixture(scope="module")
+def raised(tmp_path_factory: pytest.TempPathFactory) -> list[Raised]:
+    return asyncio.run(_run(tmp_path_factory.mktemp("scenario") / "alerts.sqlite"))
+
+
+async def _run(path: Path) -> list[Raised]:
+    scenario = scenario_with(FaultKind.FLATLINE, FaultKind.LINE_STOPPAGE, FaultKind.DEMAND_SURGE)
+    feed = SimFeed(scenario)
+    live = LiveAnalytics(plans=plan_book(feed.world, days=14))
+    for birth in births(scenario):
+        live.on_birth(scenario.site, birth)
+    engine = create_sqlite_engine(path, "NORMAL")
+    await create_tables(engine)
+    settings = AlertSettings()
+    router = Router(settings, OutboxPolicy.from_settings(settings.outbox))
+    service = await AlertService.open(SqlAlertStore(engine), router)
+    monitor = Monitor(live, service, load_rules())
+    out: list[Raised] = []
+    try:
+        for now, batches in feed.run(260):
+            for batch in batches:
+                live.on_batch(scenario.site, batch.gateway, batch, now_ms=now)
+            for e in await monitor.step(now):
+                if e.kind is EventKind.RAISED:
+                    out.append(((now - START_MS) / HOUR_MS, e.alert.key.rule, e.alert.key.subject))
+    finally:
+        await engine.dispose()
+    return out
+
+
+def _one(raised: list[Raised], rule: str, subject: str) -> float:
+    hits = [h for h, r, s in raised if r == rule and s == subject]
+    assert len(hits) == 1, f"{rule} on {subject}: {hits} in {raised}"
+    return hits[0]
+
+
+def test_the_stuck_sensor_raises_one_alert_within_its_window(raised: list[Raised]) -> None:
+    assert 30.0 < _one(raised, "sensor-stuck", "wh2.a113.level") <= 30.5  # 15 min threshold
+
+
+def test_the_line_stoppage_raises_one_production_alert(raised: list[Raised]) -> None:
+    assert 150.0 < _one(raised, "production-behind-plan", "line3") <= 151.5  # 45 min on-delay
+
+
+def test_the_demand_surge_raises_a_stockout_warning_before_the_stockout(
+    raised: list[Raised],
+) -> None:
+    # ground truth: A-113 first runs out at 225.4 h, 25 h into the surge
+    assert 200.0 < _one(raised, "stockout-risk", "W2:A-113") < 225.4
+
+
+def test_no_alert_fires_on_signals_without_a_fault(raised: list[Raised]) -> None:
+    """Noise, receipts, shift changes and weekends raise nothing on the signals."""
+    signal_rules = {"sensor-stuck", "signal-anomaly", "no-data"}
+    assert [r for r in raised if r[1] in signal_rules] == [
+        r for r in raised if r[1:] == ("sensor-stuck", "wh2.a113.level")
+    ]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known false stockout warnings: C-310 (the cloud does not see the simulator's "
+    "open purchase orders, so a reorder it already placed is not in the projection) and "
+    "B-220 after its real stockout at 61.6 h (stock still below the lead-time demand)",
+)
+def test_exactly_three_alerts(raised: list[Raised]) -> None:
+    assert len(raised) == 3, raised
