@@ -13,9 +13,6 @@ are loaded once by :func:`edge_agent.config.load_config` and passed in; nothing 
 environment. ``docs/edge-agent.md`` is the reference.
 """
 
-from importlib import metadata as _metadata
+from edge_agent.version import agent_version as _agent_version
 
-try:
-    __version__ = _metadata.version("flightdeck")
-except _metadata.PackageNotFoundError:  # pragma: no cover - running from a bare checkout
-    __version__ = "0+unknown"
+__version__ = _agent_version()

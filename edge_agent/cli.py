@@ -19,7 +19,6 @@ import asyncio
 import logging
 import sys
 from collections.abc import Sequence
-from importlib import metadata
 from typing import Final, TextIO
 
 from edge_agent.config import (
@@ -32,6 +31,7 @@ from edge_agent.config import (
     load_config,
 )
 from edge_agent.errors import ConfigError, EdgeError
+from edge_agent.version import agent_version
 from shared.topics import Channel
 
 EXIT_OK: Final = 0
@@ -40,16 +40,9 @@ EXIT_CONFIG: Final = 2
 EXIT_NOT_RUNNING: Final = 3
 
 
-def _version() -> str:
-    try:
-        return metadata.version("flightdeck")
-    except metadata.PackageNotFoundError:  # pragma: no cover - a bare checkout
-        return "0+unknown"
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edge-agent", description="Flightdeck edge agent.")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {agent_version()}")
     parser.add_argument(
         "--log-level",
         type=str.upper,

@@ -1,4 +1,4 @@
-"""Gateway configuration: one TOML file per gateway, validated into frozen pydantic models.
+"""Gateway configuration: one TOML file per gateway, validated into frozen msgspec structs.
 
 Environment variables override the file: ``FLIGHTDECK_EDGE_`` + the field path in upper case,
 nested levels joined by ``__``, e.g. ``FLIGHTDECK_EDGE_BROKER__HOST``,
@@ -65,10 +65,9 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Final, Self
+from typing import Annotated, Any, Final
 
-from pydantic import AfterValidator, Field, ValidationError, model_validator
-from pydantic_core import PydanticCustomError
+import msgspec
 
 from shared.ids import InvalidIdError
 from shared.topics import DEFAULT_PREFIX, TopicScheme
@@ -79,6 +78,7 @@ from .config_runtime import (
     ClockConfig,
     DeliveryConfig,
     DropPolicy,
+    MqttProtocol,
     SpoolConfig,
     StatusConfig,
     TlsConfig,
@@ -97,7 +97,17 @@ from .config_sources import (
     SourceConfig,
     WordOrder,
 )
-from .config_types import ID_RULE, IdStr, Model
+from .config_types import (
+    ID_RULE,
+    ConfigInvalid,
+    IdStr,
+    Loc,
+    Model,
+    Problems,
+    Secret,
+    check,
+    format_loc,
+)
 from .errors import ConfigError, ConfigIssue
 
 __all__ = [
@@ -114,8 +124,10 @@ __all__ = [
     "DropPolicy",
     "HttpSourceConfig",
     "ModbusSourceConfig",
+    "MqttProtocol",
     "OpcUaSourceConfig",
     "RegisterType",
+    "Secret",
     "SignalConfig",
     "SourceConfig",
     "SpoolConfig",
@@ -131,46 +143,31 @@ ENV_PREFIX: Final = "FLIGHTDECK_EDGE_"
 ENV_NESTED_DELIMITER: Final = "__"
 
 
-def _check_prefix(value: str) -> str:
+def _prefix_problem(value: str) -> str | None:
     try:
         TopicScheme(value)
-    except InvalidIdError as exc:
-        raise PydanticCustomError(
-            "invalid_topic_prefix",
-            "{detail}",
-            {"detail": f"{value!r}: every '/'-separated level must be an id; {ID_RULE}"},
-        ) from exc
-    return value
+    except InvalidIdError:
+        return f"{value!r}: every '/'-separated level must be an id; {ID_RULE}"
+    return None
 
 
-class AgentConfig(Model):
+class AgentConfig(Model, frozen=True, kw_only=True):
     """Everything one gateway's agent needs. Frozen; build it with :func:`load_config`."""
 
     site: IdStr
     gateway: IdStr
-    topic_prefix: Annotated[str, AfterValidator(_check_prefix)] = DEFAULT_PREFIX
-    broker: BrokerConfig = BrokerConfig()
-    batching: BatchingConfig = BatchingConfig()
-    spool: SpoolConfig = SpoolConfig()
-    delivery: DeliveryConfig = DeliveryConfig()
-    status: StatusConfig = StatusConfig()
-    clock: ClockConfig = ClockConfig()
-    sources: list[SourceConfig] = Field(min_length=1)
-    signals: list[SignalConfig] = Field(min_length=1)
+    topic_prefix: Annotated[str, check(_prefix_problem)] = DEFAULT_PREFIX
+    broker: BrokerConfig = msgspec.field(default_factory=BrokerConfig)
+    batching: BatchingConfig = msgspec.field(default_factory=BatchingConfig)
+    spool: SpoolConfig = msgspec.field(default_factory=SpoolConfig)
+    delivery: DeliveryConfig = msgspec.field(default_factory=DeliveryConfig)
+    status: StatusConfig = msgspec.field(default_factory=StatusConfig)
+    clock: ClockConfig = msgspec.field(default_factory=ClockConfig)
+    sources: Annotated[list[SourceConfig], msgspec.Meta(min_length=1)]
+    signals: Annotated[list[SignalConfig], msgspec.Meta(min_length=1)]
 
-    @model_validator(mode="after")
-    def _cross_references(self) -> Self:
-        issues = _cross_reference_issues(self)
-        if issues:
-            raise PydanticCustomError(
-                "config_consistency",
-                "{summary}",
-                {
-                    "summary": "; ".join(f"{_format_loc(loc)}: {msg}" for loc, msg in issues),
-                    "issues": tuple(issues),
-                },
-            )
-        return self
+    def problems(self) -> Problems:
+        return _cross_reference_issues(self)
 
     @property
     def client_id(self) -> str:
@@ -197,15 +194,21 @@ class AgentConfig(Model):
         Normalised: defaults filled in, keys sorted, so a file that spells out a default hashes
         like one that omits it. Secrets are left out: the hash is published.
         """
-        data = self.model_dump(
-            mode="json",
-            exclude={"broker": {"password"}, "status": {"ack_token"}},
-        )
+        data = msgspec.to_builtins(self, enc_hook=_to_json)
+        del data["broker"]["password"], data["status"]["ack_token"]
         canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-Issues = list[tuple[tuple[str | int, ...], str]]
+def _to_json(value: object) -> object:
+    if isinstance(value, Secret):
+        return "**********"  # a source's token: present or not, never its value
+    if isinstance(value, Path):
+        return str(value)
+    raise NotImplementedError(type(value))  # pragma: no cover - nothing else is declared
+
+
+Issues = Problems
 
 
 def _cross_reference_issues(cfg: AgentConfig) -> Issues:
@@ -334,12 +337,12 @@ def config_from_mapping(
     values: Mapping[str, Any], *, path: str | Path | None = None, use_env: bool = True
 ) -> AgentConfig:
     """Validate parsed values (plus, with ``use_env``, the environment overrides)."""
+    if use_env:
+        values = _merge(values, env_overrides(os.environ))
     try:
-        if use_env:
-            values = _merge(values, env_overrides(os.environ))
-        return AgentConfig.model_validate(values)
-    except ValidationError as exc:
-        raise ConfigError(path, issues_from_validation(exc, use_env=use_env)) from None
+        return AgentConfig.from_mapping(values)
+    except ConfigInvalid as exc:
+        raise ConfigError(path, issues_from_problems(exc.problems, use_env=use_env)) from None
 
 
 def load_config(path: str | Path) -> AgentConfig:
@@ -361,31 +364,13 @@ def load_config(path: str | Path) -> AgentConfig:
 # -- error reporting ------------------------------------------------------------------------
 
 
-def _format_loc(loc: tuple[str | int, ...]) -> str:
-    """``("sources", 0, "modbus", "port")`` -> ``sources[0].port``."""
-    out = ""
-    previous: str | int | None = None
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif previous is not None and isinstance(previous, int) and part in SOURCE_TYPES:
-            pass  # the discriminated-union tag pydantic puts in the location
-        else:
-            out += f".{part}" if out else part
-        previous = part
-    return out or "(config)"
-
-
-_SECRET_FIELDS: Final = frozenset({"password"})
-
-
-def _env_name(loc: tuple[str | int, ...]) -> str | None:
+def _env_name(loc: Loc) -> str | None:
     """The override variable that set ``loc`` (or a parent of it), if one is set."""
     parts: list[str] = []
     found: str | None = None
     environ = {k.upper() for k in os.environ}
     for part in loc:
-        if isinstance(part, int) or part in SOURCE_TYPES:
+        if isinstance(part, int):
             break
         parts.append(part.upper())
         name = ENV_PREFIX + ENV_NESTED_DELIMITER.join(parts)
@@ -394,27 +379,11 @@ def _env_name(loc: tuple[str | int, ...]) -> str | None:
     return found
 
 
-def issues_from_validation(exc: ValidationError, *, use_env: bool = False) -> list[ConfigIssue]:
-    """One :class:`ConfigIssue` per pydantic error, located by field path."""
+def issues_from_problems(problems: Problems, *, use_env: bool = False) -> list[ConfigIssue]:
+    """One :class:`ConfigIssue` per problem, located by field path (and variable, if set)."""
     issues: list[ConfigIssue] = []
-    for err in exc.errors(include_url=False):
-        ctx = err.get("ctx") or {}
-        nested = ctx.get("issues")
-        if err["type"] == "config_consistency" and isinstance(nested, tuple):
-            issues.extend(ConfigIssue(_format_loc(loc), msg) for loc, msg in nested)
-            continue
-        loc = tuple(err["loc"])
-        message = err["msg"]
-        value = err.get("input")
-        secret = any(part in _SECRET_FIELDS for part in loc)
-        if (
-            not secret
-            and err["type"] not in {"missing", "invalid_id", "invalid_topic_prefix"}
-            and isinstance(value, str | int | float | bool)
-            and len(repr(value)) <= 80
-        ):
-            message += f" (got {value!r})"
-        if use_env and (env := _env_name(loc)) is not None:
-            message += f" [from environment variable {env}]"
-        issues.append(ConfigIssue(_format_loc(loc), message))
+    for loc, message in problems:
+        env = _env_name(loc) if use_env else None
+        suffix = "" if env is None else f" [from environment variable {env}]"
+        issues.append(ConfigIssue(format_loc(loc), message + suffix))
     return issues

@@ -4,64 +4,69 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Literal, Self
+from typing import Annotated, ClassVar, Literal
 
-from pydantic import Field, FilePath, SecretStr, model_validator
-from pydantic_core import PydanticCustomError
+from msgspec import Meta
 
-from .config_types import IdStr, Model, Port, bounds_error
+from .config_types import FilePath, FiniteFloat, IdStr, Model, Port, Problems, Secret
 
 _DAY_S = 86_400
 
 
-class TlsConfig(Model):
+def _range(lo: float, hi: float | None = None, *, gt: bool = False) -> Meta:
+    """``lo <= x <= hi`` (``lo < x`` with ``gt``)."""
+    return Meta(gt=lo, le=hi) if gt else Meta(ge=lo, le=hi)
+
+
+class TlsConfig(Model, frozen=True, kw_only=True):
     """TLS towards the broker; without ``ca_file`` the system trust store is used."""
 
     ca_file: FilePath | None = None
     cert_file: FilePath | None = None  # client certificate (with key_file), for mutual TLS
     key_file: FilePath | None = None
 
-    @model_validator(mode="after")
-    def _cert_and_key_together(self) -> Self:
+    def problems(self) -> Problems:
         if (self.cert_file is None) != (self.key_file is None):
-            raise PydanticCustomError(
-                "tls_pair", "cert_file and key_file must be given together (or neither)"
-            )
-        return self
+            return [((), "cert_file and key_file must be given together (or neither)")]
+        return []
 
 
-class BrokerConfig(Model):
-    host: str = Field(default="localhost", min_length=1)
+#: MQTT protocol versions: "auto" tries 5 and falls back to 3.1.1 when the broker refuses it.
+MqttProtocol = Literal["auto", "5", "3.1.1"]
+
+
+class BrokerConfig(Model, frozen=True, kw_only=True):
+    secret_fields: ClassVar[frozenset[str]] = frozenset({"password"})
+
+    host: Annotated[str, Meta(min_length=1)] = "localhost"
     port: Port = 1883
-    # MQTT 5 by default; "3.1.1" for brokers that do not speak 5 (no PUBACK reason codes).
-    protocol: Literal["5", "3.1.1"] = "5"
+    # "auto" (default): MQTT 5, and 3.1.1 for the rest of the run if the broker refuses 5
+    # (see edge_agent.protocol). "5" or "3.1.1" pin the version.
+    protocol: MqttProtocol = "auto"
     username: str | None = None
-    password: SecretStr | None = None
+    password: Secret | None = None
     tls: TlsConfig | None = None
-    keepalive_s: int = Field(default=30, ge=5, le=65535)
+    keepalive_s: Annotated[int, _range(5, 65535)] = 30
     client_id: IdStr | None = None  # default: the gateway id (see AgentConfig.client_id)
     # QoS 1 messages in flight (sent, not yet PUBACKed); paho's default is 20.
-    max_inflight: int = Field(default=20, ge=1, le=65535)
+    max_inflight: Annotated[int, _range(1, 65535)] = 20
     # paho's outgoing queue (in flight + waiting), memory only. Kept well under the 16-bit
     # message-id space: past ~65.5k unacked messages paho refuses publishes anyway.
-    max_queued: int = Field(default=1000, ge=1, le=65000)
-    reconnect_min_s: int = Field(default=1, ge=1, le=3600)
-    reconnect_max_s: int = Field(default=60, ge=1, le=3600)
+    max_queued: Annotated[int, _range(1, 65000)] = 1000
+    reconnect_min_s: Annotated[int, _range(1, 3600)] = 1
+    reconnect_max_s: Annotated[int, _range(1, 3600)] = 60
 
-    @model_validator(mode="after")
-    def _reconnect_bounds(self) -> Self:
+    def problems(self) -> Problems:
         if self.reconnect_max_s < self.reconnect_min_s:
-            raise PydanticCustomError(
-                "reconnect_bounds", "reconnect_max_s must be >= reconnect_min_s"
-            )
-        return self
+            return [(("reconnect_max_s",), "must be >= reconnect_min_s")]
+        return []
 
 
-class BatchingConfig(Model):
+class BatchingConfig(Model, frozen=True, kw_only=True):
     """A batch is closed when it holds ``max_readings`` or its oldest is ``max_age_s`` old."""
 
-    max_readings: int = Field(default=100, ge=1, le=10_000)
-    max_age_s: float = Field(default=5.0, gt=0, le=3600)
+    max_readings: Annotated[int, _range(1, 10_000)] = 100
+    max_age_s: Annotated[float, _range(0, 3600, gt=True)] = 5.0
 
 
 class DropPolicy(StrEnum):
@@ -71,7 +76,7 @@ class DropPolicy(StrEnum):
     DROP_NEWEST = "drop_newest"
 
 
-class SpoolConfig(Model):
+class SpoolConfig(Model, frozen=True, kw_only=True):
     """The SQLite spool every reading is committed to before it is published.
 
     ``max_bytes`` bounds the stored readings (the file is larger by SQLite's page overhead,
@@ -80,14 +85,14 @@ class SpoolConfig(Model):
     """
 
     path: Path | None = None  # default: var/edge/{gateway}/spool.db (see AgentConfig)
-    max_bytes: int = Field(default=256 * 1024 * 1024, ge=4096)
-    max_age_s: float = Field(default=30 * _DAY_S, gt=0, le=35 * _DAY_S)
+    max_bytes: Annotated[int, Meta(ge=4096)] = 256 * 1024 * 1024
+    max_age_s: Annotated[float, _range(0, 35 * _DAY_S, gt=True)] = 30.0 * _DAY_S
     policy: DropPolicy = DropPolicy.DROP_OLDEST
-    expire_check_s: float = Field(default=10.0, gt=0, le=3600)
+    expire_check_s: Annotated[float, _range(0, 3600, gt=True)] = 10.0
     check_on_start: bool = True  # PRAGMA quick_check; a corrupt file is moved aside
 
 
-class DeliveryConfig(Model):
+class DeliveryConfig(Model, frozen=True, kw_only=True):
     """How spooled batches go out: live first, the backlog under a rate limit.
 
     ``window`` batches may be handed to paho without a PUBACK. A stream whose cloud ack has
@@ -95,39 +100,40 @@ class DeliveryConfig(Model):
     un-acked batch; the wait doubles on each resend up to ``resend_max_s``.
     """
 
-    window: int = Field(default=50, ge=1, le=10_000)
-    catchup_readings_per_s: float = Field(default=5_000.0, gt=0, allow_inf_nan=False)
-    catchup_burst_readings: int = Field(default=10_000, ge=1)
-    live_queue_max: int = Field(default=200, ge=1, le=100_000)
-    resend_after_s: float = Field(default=30.0, gt=0, le=86_400)
-    resend_max_s: float = Field(default=900.0, gt=0, le=86_400)
-    birth_min_interval_s: float = Field(default=10.0, ge=0, le=3600)
+    window: Annotated[int, _range(1, 10_000)] = 50
+    catchup_readings_per_s: Annotated[FiniteFloat, Meta(gt=0)] = 5_000.0
+    catchup_burst_readings: Annotated[int, Meta(ge=1)] = 10_000
+    live_queue_max: Annotated[int, _range(1, 100_000)] = 200
+    resend_after_s: Annotated[float, _range(0, 86_400, gt=True)] = 30.0
+    resend_max_s: Annotated[float, _range(0, 86_400, gt=True)] = 900.0
+    birth_min_interval_s: Annotated[float, _range(0, 3600)] = 10.0
     # A graceful stop waits this long for the cloud to ack what was sent (less to replay).
-    stop_ack_wait_s: float = Field(default=3.0, ge=0, le=300)
+    stop_ack_wait_s: Annotated[float, _range(0, 300)] = 3.0
 
-    @model_validator(mode="after")
-    def _resend_bounds(self) -> Self:
+    def problems(self) -> Problems:
         if self.resend_max_s < self.resend_after_s:
-            raise bounds_error("resend_max_s must be >= resend_after_s")
-        return self
+            return [(("resend_max_s",), "must be >= resend_after_s")]
+        return []
 
 
-class StatusConfig(Model):
+class StatusConfig(Model, frozen=True, kw_only=True):
     """The local status page (``GET /``, ``/status.json``; alert acks by ``POST``).
 
     Bound to localhost by default. ``ack_token``, when set, must accompany every
     acknowledgement (for a page exposed on the plant network).
     """
 
+    secret_fields: ClassVar[frozenset[str]] = frozenset({"ack_token"})
+
     enabled: bool = True
-    host: str = Field(default="127.0.0.1", min_length=1)
-    port: int = Field(default=8787, ge=0, le=65535)  # 0: any free port (tests)
-    ack_token: SecretStr | None = None
+    host: Annotated[str, Meta(min_length=1)] = "127.0.0.1"
+    port: Annotated[int, _range(0, 65535)] = 8787  # 0: any free port (tests)
+    ack_token: Secret | None = None
 
 
-class ClockConfig(Model):
+class ClockConfig(Model, frozen=True, kw_only=True):
     """Wall-clock checks: a Raspberry Pi has no real-time clock."""
 
-    step_threshold_ms: int = Field(default=1000, ge=1)
+    step_threshold_ms: Annotated[int, Meta(ge=1)] = 1000
     # Readings stamped before this are UNCERTAIN: the clock was evidently never set.
-    min_valid_ms: int = Field(default=1_704_067_200_000, ge=0)  # 2024-01-01T00:00:00Z
+    min_valid_ms: Annotated[int, Meta(ge=0)] = 1_704_067_200_000  # 2024-01-01T00:00:00Z

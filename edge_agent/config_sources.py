@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from enum import StrEnum
-from typing import Annotated, Final, Literal, Self
+from typing import Annotated, ClassVar, Final, Literal
 
-from pydantic import Field, FilePath, FiniteFloat, SecretStr, model_validator
-from pydantic_core import PydanticCustomError
+import msgspec
+from msgspec import Meta
 
 from shared.messages import SignalKind
 
-from .config_types import IdStr, Model, Port, Text, bounds_error
+from .config_types import FilePath, FiniteFloat, IdStr, Model, Port, Problems, Secret, Text
 
 
 class RegisterType(StrEnum):
@@ -47,82 +47,80 @@ class WordOrder(StrEnum):
     LITTLE = "little"  # least significant word first ("CDAB"), common on some PLCs
 
 
-class _Reconnecting(Model):
-    reconnect_min_s: float = Field(default=0.5, gt=0, le=3600)
-    reconnect_max_s: float = Field(default=30.0, gt=0, le=3600)
+class _Reconnecting(Model, frozen=True, kw_only=True):
+    reconnect_min_s: Annotated[float, Meta(gt=0, le=3600)] = 0.5
+    reconnect_max_s: Annotated[float, Meta(gt=0, le=3600)] = 30.0
 
-    @model_validator(mode="after")
-    def _reconnect_bounds(self) -> Self:
+    def problems(self) -> Problems:
         if self.reconnect_max_s < self.reconnect_min_s:
-            raise PydanticCustomError(
-                "reconnect_bounds", "reconnect_max_s must be >= reconnect_min_s"
-            )
-        return self
+            return [(("reconnect_max_s",), "must be >= reconnect_min_s")]
+        return []
 
 
-class ModbusSourceConfig(_Reconnecting):
+class ModbusSourceConfig(_Reconnecting, frozen=True, kw_only=True):
     """A Modbus TCP device. Adjacent registers are read in one request (up to
     ``max_block_registers``; ``max_gap`` unused registers may be read to join two blocks)."""
 
     type: Literal["modbus"]
     id: IdStr
-    host: str = Field(min_length=1)
+    host: Annotated[str, Meta(min_length=1)]
     port: Port = 502
-    unit_id: int = Field(default=1, ge=0, le=255)
-    timeout_s: float = Field(default=1.0, gt=0, le=60)
-    retries: int = Field(default=1, ge=0, le=10)  # per request, after the first attempt
-    max_block_registers: int = Field(default=125, ge=2, le=125)  # 125: the FC 3/4 limit
-    max_gap: int = Field(default=0, ge=0, le=123)
+    unit_id: Annotated[int, Meta(ge=0, le=255)] = 1
+    timeout_s: Annotated[float, Meta(gt=0, le=60)] = 1.0
+    retries: Annotated[int, Meta(ge=0, le=10)] = 1  # per request, after the first attempt
+    max_block_registers: Annotated[int, Meta(ge=2, le=125)] = 125  # 125: the FC 3/4 limit
+    max_gap: Annotated[int, Meta(ge=0, le=123)] = 0
 
 
-class OpcUaSourceConfig(_Reconnecting):
+class OpcUaSourceConfig(_Reconnecting, frozen=True, kw_only=True):
     """An OPC UA server: data-change subscriptions (default) or polling reads of nodes."""
+
+    secret_fields: ClassVar[frozenset[str]] = frozenset({"password"})
 
     type: Literal["opcua"]
     id: IdStr
-    url: str = Field(pattern=r"^opc\.tcp://[^\s]+$")
+    url: Annotated[str, Meta(pattern=r"^opc\.tcp://[^\s]+$")]
     mode: Literal["subscription", "poll"] = "subscription"
-    publishing_interval_ms: int = Field(default=500, ge=10, le=3_600_000)
-    timeout_s: float = Field(default=2.0, gt=0, le=60)
+    publishing_interval_ms: Annotated[int, Meta(ge=10, le=3_600_000)] = 500
+    timeout_s: Annotated[float, Meta(gt=0, le=60)] = 2.0
     username: str | None = None
-    password: SecretStr | None = None
+    password: Secret | None = None
 
 
-class HttpSourceConfig(_Reconnecting):
+class HttpSourceConfig(_Reconnecting, frozen=True, kw_only=True):
     """A JSON endpoint (MES, ERP, a line controller) polled with GET; one request per poll."""
+
+    secret_fields: ClassVar[frozenset[str]] = frozenset({"bearer_token"})
 
     type: Literal["http"]
     id: IdStr
-    url: str = Field(pattern=r"^https?://[^\s]+$")
-    timeout_s: float = Field(default=2.0, gt=0, le=60)
-    headers: dict[str, Text] = Field(default_factory=dict)
-    bearer_token: SecretStr | None = None
+    url: Annotated[str, Meta(pattern=r"^https?://[^\s]+$")]
+    timeout_s: Annotated[float, Meta(gt=0, le=60)] = 2.0
+    headers: dict[str, Text] = msgspec.field(default_factory=dict)
+    bearer_token: Secret | None = None
     verify_tls: bool = True
-    max_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024)
+    max_bytes: Annotated[int, Meta(ge=1024, le=256 * 1024 * 1024)] = 4 * 1024 * 1024
 
 
-class CsvSourceConfig(Model):
+class CsvSourceConfig(Model, frozen=True, kw_only=True):
     """Rows of a CSV export, for back-filling (file timestamps) or replaying in real time."""
 
     type: Literal["csv"]
     id: IdStr
     path: FilePath
-    time_column: str = Field(default="ts", min_length=1)
+    time_column: Annotated[str, Meta(min_length=1)] = "ts"
     # epoch_ms / epoch_s numbers, or ISO 8601 (a naive time is taken as UTC).
     time_format: Literal["iso8601", "epoch_ms", "epoch_s"] = "iso8601"
     # backfill: readings keep the file's timestamps and travel as historical batches;
     # realtime: one row per read, stamped with the gateway clock (a recorded plant replayed).
     mode: Literal["backfill", "realtime"] = "backfill"
-    rows_per_read: int = Field(default=1000, ge=1, le=100_000)
+    rows_per_read: Annotated[int, Meta(ge=1, le=100_000)] = 1000
     loop: bool = False  # realtime only: start over at the end of the file
-    delimiter: str = Field(default=",", min_length=1, max_length=1)
+    delimiter: Annotated[str, Meta(min_length=1, max_length=1)] = ","
 
 
-#: Every kind of source, told apart by ``type``.
-SourceConfig = Annotated[
-    ModbusSourceConfig | OpcUaSourceConfig | HttpSourceConfig | CsvSourceConfig,
-    Field(discriminator="type"),
-]
+#: Every kind of source, told apart by ``type`` (the validator picks the struct by it).
+SourceConfig = ModbusSourceConfig | OpcUaSourceConfig | HttpSourceConfig | CsvSourceConfig
 SOURCE_TYPES: Final = frozenset({"modbus", "opcua", "http", "csv"})
 #: The signal field each source type addresses its signals by.
 ADDRESS_FIELD: Final[Mapping[str, str]] = {
@@ -132,9 +130,10 @@ ADDRESS_FIELD: Final[Mapping[str, str]] = {
     "csv": "column",
 }
 COUNTER_KINDS: Final = frozenset({SignalKind.PRODUCTION_COUNT, SignalKind.CONSUMPTION})
+_SPAN = 86_400 * 366
 
 
-class SignalConfig(Model):
+class SignalConfig(Model, frozen=True, kw_only=True):
     """One measured quantity: where a source finds it, how to scale it, what it means, and when
     it is worth reporting.
 
@@ -153,37 +152,39 @@ class SignalConfig(Model):
     sku: IdStr | None = None
     location: IdStr | None = None
     line: IdStr | None = None
-    period_s: float = Field(default=60.0, gt=0, le=86_400 * 366)
+    period_s: Annotated[float, Meta(gt=0, le=_SPAN)] = 60.0
     description: Text = ""
     scale: FiniteFloat = 1.0
     offset: FiniteFloat = 0.0
     # -- report by exception
-    deadband: float = Field(default=0.0, ge=0, allow_inf_nan=False)
-    deadband_percent: float = Field(default=0.0, ge=0, le=100)
-    heartbeat_s: float = Field(default=60.0, gt=0, le=86_400 * 366)
+    deadband: Annotated[FiniteFloat, Meta(ge=0)] = 0.0
+    deadband_percent: Annotated[float, Meta(ge=0, le=100)] = 0.0
+    heartbeat_s: Annotated[float, Meta(gt=0, le=_SPAN)] = 60.0
     # -- counters
     counter_bits: Literal[16, 32, 64] | None = None
-    counter_max_step: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    counter_max_step: Annotated[FiniteFloat, Meta(gt=0)] | None = None
     # -- Modbus addressing
-    address: int | None = Field(default=None, ge=0, le=65535)
+    address: Annotated[int, Meta(ge=0, le=65535)] | None = None
     register_type: RegisterType = RegisterType.HOLDING
     data_type: DataType = DataType.FLOAT32
     word_order: WordOrder = WordOrder.BIG
     # -- OPC UA addressing: a node id string ("ns=2;s=Line3.Count", "ns=2;i=1001")
-    node: str | None = Field(default=None, min_length=1, max_length=512)
+    node: Annotated[str, Meta(min_length=1, max_length=512)] | None = None
     # -- HTTP addressing: a dotted path into the JSON document ("lines.L3.count", "orders.0.qty")
-    field: str | None = Field(default=None, min_length=1, max_length=512)
+    field: Annotated[str, Meta(min_length=1, max_length=512)] | None = None
     # maps text values (order status) to numbers; booleans are 1/0 without a map
-    value_map: dict[str, FiniteFloat] = Field(default_factory=dict)
+    value_map: dict[str, FiniteFloat] = msgspec.field(default_factory=dict)
     # -- CSV addressing: a column name
-    column: str | None = Field(default=None, min_length=1, max_length=256)
+    column: Annotated[str, Meta(min_length=1, max_length=256)] | None = None
 
-    @model_validator(mode="after")
-    def _counter_fields(self) -> Self:
+    def problems(self) -> Problems:
         if self.counter_bits is not None and self.kind not in COUNTER_KINDS:
-            raise bounds_error(
-                "counter_bits applies to production_count and consumption signals only"
-            )
+            return [
+                (
+                    ("counter_bits",),
+                    "applies to production_count and consumption signals only",
+                )
+            ]
         if self.counter_max_step is not None and self.counter_bits is None:
-            raise bounds_error("counter_max_step needs counter_bits")
-        return self
+            return [(("counter_max_step",), "needs counter_bits")]
+        return []

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from edge_agent.identity import agent_version
 from edge_agent.status import AgentStatus, ConnectionStatus, DeliveryStatus, SpoolStatus
+from edge_agent.version import agent_version
 
 if TYPE_CHECKING:
     from edge_agent.agent import Agent

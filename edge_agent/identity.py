@@ -5,22 +5,10 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Mapping
-from importlib import metadata
 
 from edge_agent.config import AgentConfig
+from edge_agent.version import agent_version
 from shared.messages import Birth, SignalSpec
-
-
-def agent_version() -> str:
-    """The installed ``flightdeck`` distribution's version (announced in the birth message).
-
-    Read from package metadata rather than ``edge_agent.__version__``: under pytest the
-    ``tests/edge_agent`` folder can shadow the package root (``__init__`` not executed).
-    """
-    try:
-        return metadata.version("flightdeck")
-    except metadata.PackageNotFoundError:  # pragma: no cover - a bare checkout
-        return "0+unknown"
 
 
 class SystemClock:

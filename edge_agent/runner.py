@@ -19,11 +19,13 @@ import signal
 from pathlib import Path
 from typing import Final
 
+import msgspec
+
 from edge_agent.agent import Agent
 from edge_agent.config import AgentConfig, load_config
 from edge_agent.delivery import TokenBucket
 from edge_agent.errors import ConfigError
-from edge_agent.identity import SystemClock, agent_version, new_boot_id
+from edge_agent.identity import SystemClock, new_boot_id
 from edge_agent.polling import Poller
 from edge_agent.processing import rules_for
 from edge_agent.publisher import MqttPublisher
@@ -31,6 +33,7 @@ from edge_agent.spool.policy import SpoolLimits
 from edge_agent.spool.store import SpoolStore
 from edge_agent.status import AgentStatus
 from edge_agent.status_server import StatusServer
+from edge_agent.version import agent_version
 
 log = logging.getLogger(__name__)
 
@@ -191,8 +194,8 @@ async def apply_reload(agent: Agent, new: AgentConfig) -> None:
     if old.spool.path != new.spool.path:
         log.warning("reload: spool.path changed; that needs a restart (not applied)")
     keep = {name: getattr(old, name) for name in RESTART_ONLY}
-    new = new.model_copy(
-        update={**keep, "spool": new.spool.model_copy(update={"path": old.spool.path})}
+    new = msgspec.structs.replace(
+        new, **keep, spool=msgspec.structs.replace(new.spool, path=old.spool.path)
     )
     sources = {s.id: s for s in new.sources}
     for source_id, poller in list(agent.pollers.items()):

@@ -13,6 +13,7 @@ from edge_agent.config import (
     ENV_PREFIX,
     AgentConfig,
     DataType,
+    HttpSourceConfig,
     RegisterType,
     WordOrder,
     config_from_mapping,
@@ -125,8 +126,10 @@ def test_valid_file_loads(tmp_path: Path) -> None:
 
 def test_config_is_frozen(tmp_path: Path) -> None:
     cfg = load_config(write(tmp_path, VALID))
-    with pytest.raises(ValueError, match="frozen"):
-        cfg.site = "other"
+    with pytest.raises(AttributeError, match="immutable"):
+        cfg.site = "other"  # type: ignore[misc]
+    with pytest.raises(AttributeError, match="immutable"):
+        cfg.broker.port = 1  # type: ignore[misc]
 
 
 def test_config_hash_is_stable_normalised_and_ignores_the_password(tmp_path: Path) -> None:
@@ -326,7 +329,7 @@ def test_building_without_env_ignores_the_environment(monkeypatch: pytest.Monkey
     monkeypatch.setenv("FLIGHTDECK_EDGE_SITE", "from-env")
     values = parse_toml(VALID)
     assert config_from_mapping(values, use_env=False).site == "plant-01"
-    assert AgentConfig.model_validate(values).site == "plant-01"
+    assert AgentConfig.from_mapping(values).site == "plant-01"
     assert config_from_mapping(values).site == "from-env"
 
 
@@ -388,3 +391,84 @@ def test_new_sections_and_addressing_are_checked(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as exc:
         load_config(write(tmp_path, VALID + '\n[spool]\npolicy = "drop_random"\n'))
     assert "drop_oldest" in problems(exc)["spool.policy"]
+
+
+def test_every_problem_is_listed_with_its_field_and_a_plain_message(tmp_path: Path) -> None:
+    """msgspec stops at the first error; the validator walks every field to list them all."""
+    text = (
+        VALID.replace('gateway = "gw-01"', 'gateway = "gw-01"\nbogus = 1')
+        .replace("port = 1883", 'port = 1883\nprotocol = "4"\nkeepalive_s = "x"')
+        .replace("unit_id = 1", "unit_id = 300")
+        .replace('kind = "stock_level"\nunit', 'kind = "stock"\nunit', 1)
+        .replace("scale = 0.01", "scale = nan")
+    )
+    text += (
+        '\n[[sources]]\ntype = "zigbee"\nid = "z"\n'
+        '\n[[sources]]\nid = "notype"\n'
+        '\n[[sources]]\ntype = "http"\nid = "mes"\nurl = "ftp://x"\n'
+        'headers = { A = "ok", B = "bad\\u0001" }\nbearer_token = 5\n'
+        '\n[[signals]]\nid = "c"\nsource = "mes"\nkind = "sensor"\nfield = "x"\n'
+        "counter_bits = 12\nvalue_map = { a = inf }\n"
+        '\n[spool]\npolicy = "drop_random"\nmax_bytes = 1.5\n'
+        '\n[status]\nenabled = "maybe"\n'
+    )
+    with pytest.raises(ConfigError) as exc:
+        load_config(write(tmp_path, text))
+    found = problems(exc)
+    assert found == {
+        "bogus": "Extra inputs are not permitted",
+        "broker.protocol": "must be one of 'auto', '5', '3.1.1' (got '4')",
+        "broker.keepalive_s": "must be an integer (got 'x')",
+        "spool.max_bytes": "must be an integer (got 1.5)",
+        "spool.policy": "must be one of 'drop_oldest', 'drop_newest' (got 'drop_random')",
+        "status.enabled": "must be true or false (got 'maybe')",
+        "sources[0].unit_id": "must be an integer <= 255 (got 300)",
+        "sources[1].type": "must be one of 'modbus', 'opcua', 'http', 'csv' (got 'zigbee')",
+        "sources[2].type": "Field required",
+        "sources[3].url": "must be a string matching '^https?://[^\\\\s]+$' (got 'ftp://x')",
+        "sources[3].headers.B": (
+            "must be printable text, without control characters (got 'bad\\x01')"
+        ),
+        "sources[3].bearer_token": "must be a string (got int)",
+        "signals[0].kind": (
+            "must be one of 'stock_level', 'production_count', 'consumption', 'sensor'"
+            " (got 'stock')"
+        ),
+        "signals[1].scale": "must be a finite number (got nan)",
+        "signals[2].counter_bits": "must be one of 16, 32, 64 (got 12)",
+        "signals[2].value_map.a": "must be a finite number (got inf)",
+    }
+
+
+def test_checks_across_fields_are_named_by_field(tmp_path: Path) -> None:
+    text = VALID.replace("port = 1883", "port = 1883\nreconnect_min_s = 10\nreconnect_max_s = 5")
+    text = text.replace('location = "WH1"', 'location = "WH1"\ncounter_max_step = 5.0')
+    text += "\n[delivery]\nresend_after_s = 100\nresend_max_s = 50\n"
+    with pytest.raises(ConfigError) as exc:
+        load_config(write(tmp_path, text))
+    assert problems(exc) == {
+        "broker.reconnect_max_s": "must be >= reconnect_min_s",
+        "signals[0].counter_max_step": "needs counter_bits",
+        "delivery.resend_max_s": "must be >= resend_after_s",
+    }
+    with pytest.raises(ConfigError) as exc:
+        load_config(write(tmp_path, VALID.replace("[[signals]]", "[[signalz]]")))
+    assert problems(exc)["signals"] == "Field required"
+    with pytest.raises(ConfigError) as exc:
+        config_from_mapping({**parse_toml(VALID), "sources": []}, use_env=False)
+    assert problems(exc)["sources"] == "needs at least 1 entry"
+
+
+def test_secrets_of_sources_stay_out_of_repr_and_hash(tmp_path: Path) -> None:
+    text = VALID + (
+        '\n[[sources]]\ntype = "http"\nid = "mes"\nurl = "http://mes/x"\nbearer_token = "tok-1"\n'
+    )
+    cfg = load_config(write(tmp_path, text, "a.toml"))
+    mes = cfg.source("mes")
+    assert isinstance(mes, HttpSourceConfig)
+    assert mes.bearer_token is not None
+    assert mes.bearer_token.get_secret_value() == "tok-1"
+    assert "tok-1" not in repr(cfg)
+    other = load_config(write(tmp_path, text.replace("tok-1", "tok-2"), "b.toml"))
+    assert other.config_hash() == cfg.config_hash()  # published: the token is not in it
+    assert other != cfg  # but a reload sees the change

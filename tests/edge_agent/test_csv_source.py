@@ -16,9 +16,9 @@ T = 1_767_600_000_000  # 2026-01-05T08:00:00Z
 
 
 def csv_source(path: Path, **kw: Any) -> CsvSource:
-    cfg = CsvSourceConfig.model_validate({"type": "csv", "id": "file", "path": str(path), **kw})
+    cfg = CsvSourceConfig.from_mapping({"type": "csv", "id": "file", "path": str(path), **kw})
     signals = [
-        SignalConfig.model_validate(
+        SignalConfig.from_mapping(
             {"id": f"s.{col}", "source": "file", "kind": "stock_level", "column": col, "scale": 2}
         )
         for col in ("level", "count")

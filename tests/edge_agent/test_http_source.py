@@ -34,7 +34,7 @@ class Ticks:
 
 
 def source(url: str, *signals: dict[str, Any], clock: Ticks | None = None) -> HttpSource:
-    cfg = HttpSourceConfig.model_validate(
+    cfg = HttpSourceConfig.from_mapping(
         {
             "type": "http",
             "id": "mes",
@@ -46,7 +46,7 @@ def source(url: str, *signals: dict[str, Any], clock: Ticks | None = None) -> Ht
         }
     )
     sigs = [
-        SignalConfig.model_validate({"source": "mes", "kind": "production_count", **s})
+        SignalConfig.from_mapping({"source": "mes", "kind": "production_count", **s})
         for s in signals
     ]
     return HttpSource(cfg, sigs, monotonic=clock or Ticks())
@@ -184,6 +184,6 @@ def test_selectors_and_conversions() -> None:
 
 
 def test_build_source_dispatches_on_type() -> None:
-    cfg = HttpSourceConfig.model_validate({"type": "http", "id": "mes", "url": "http://x/"})
-    sig = SignalConfig.model_validate({"id": "s", "source": "mes", "kind": "sensor", "field": "a"})
+    cfg = HttpSourceConfig.from_mapping({"type": "http", "id": "mes", "url": "http://x/"})
+    sig = SignalConfig.from_mapping({"id": "s", "source": "mes", "kind": "sensor", "field": "a"})
     assert isinstance(build_source(cfg, [sig]), HttpSource)

@@ -33,7 +33,7 @@ def source_config(port: int, **overrides: Any) -> ModbusSourceConfig:
         "reconnect_max_s": 0.2,
     }
     values.update(overrides)
-    return ModbusSourceConfig.model_validate(values)
+    return ModbusSourceConfig.from_mapping(values)
 
 
 def signal(signal_id: str, address: int, **overrides: Any) -> SignalConfig:
@@ -45,7 +45,7 @@ def signal(signal_id: str, address: int, **overrides: Any) -> SignalConfig:
         "unit": "pcs",
     }
     values.update(overrides)
-    return SignalConfig.model_validate(values)
+    return SignalConfig.from_mapping(values)
 
 
 SIGNALS = [

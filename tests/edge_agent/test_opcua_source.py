@@ -45,7 +45,7 @@ async def plant() -> AsyncIterator[Plant]:
 
 
 def source(url: str, mode: str, **signals: str) -> OpcUaSource:
-    cfg = OpcUaSourceConfig.model_validate(
+    cfg = OpcUaSourceConfig.from_mapping(
         {
             "type": "opcua",
             "id": "ua",
@@ -58,7 +58,7 @@ def source(url: str, mode: str, **signals: str) -> OpcUaSource:
         }
     )
     sigs = [
-        SignalConfig.model_validate({"id": sid, "source": "ua", "kind": "sensor", "node": node})
+        SignalConfig.from_mapping({"id": sid, "source": "ua", "kind": "sensor", "node": node})
         for sid, node in signals.items()
     ]
     source = build_source(cfg, sigs)

@@ -24,7 +24,7 @@ T0 = 1_750_000_000_000
 def signal(**kw: Any) -> SignalConfig:
     values: dict[str, Any] = {"id": "s1", "source": "src", "kind": "sensor", "address": 0}
     values.update(kw)
-    return SignalConfig.model_validate(values)
+    return SignalConfig.from_mapping(values)
 
 
 def test_without_deadband_every_sample_is_reported() -> None:
