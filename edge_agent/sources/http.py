@@ -1,4 +1,7 @@
-"""HTTP/MES source: GET one JSON document per poll, one field per signal (httpx, async).
+"""HTTP/MES source: GET one JSON document per poll, one field per signal.
+
+The GET goes through :mod:`edge_agent.sources.http_client` (standard library, asyncio), not
+httpx: the gateway's memory budget has no room for httpx's 5 MB.
 
 Each signal names a field (dotted path or JSON Pointer, see :mod:`edge_agent.sources.values`);
 numbers pass through, booleans become 1/0, text (an order status) goes through the signal's
@@ -21,11 +24,10 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import httpx
-
 from edge_agent.backoff import Backoff
 from edge_agent.config import HttpSourceConfig, SignalConfig
 from edge_agent.sources.base import check_signals, failed_readings
+from edge_agent.sources.http_client import HttpGetClient, HttpTooLarge, HttpTransportError
 from edge_agent.sources.values import FieldNotFoundError, reading_from, select
 from shared.codec import make_reading
 from shared.messages import Quality, Reading
@@ -54,7 +56,7 @@ class HttpSource:
         self.last_error: str | None = None
         self._monotonic = monotonic
         self._backoff = Backoff(config.reconnect_min_s, config.reconnect_max_s)
-        self._client: httpx.AsyncClient | None = None
+        self._client: HttpGetClient | None = None
         self._up: bool | None = None
 
     @property
@@ -66,8 +68,8 @@ class HttpSource:
             return failed_readings(self.signal_ids, now_ms, Quality.COMM_FAILURE)
         try:
             doc = await self._fetch()
-        except httpx.HTTPError as exc:
-            self._failed(f"{type(exc).__name__}: {exc}")
+        except HttpTransportError as exc:
+            self._failed(str(exc))
             return failed_readings(self.signal_ids, now_ms, Quality.COMM_FAILURE)
         except _Unusable as exc:
             self._failed(str(exc), backoff=False)
@@ -99,29 +101,23 @@ class HttpSource:
             headers = dict(self.config.headers)
             if self.config.bearer_token is not None:
                 headers["Authorization"] = f"Bearer {self.config.bearer_token.get_secret_value()}"
-            self._client = httpx.AsyncClient(
-                timeout=self.config.timeout_s,
-                verify=self.config.verify_tls,
+            self._client = HttpGetClient(
+                self.config.url,
                 headers=headers,
-                follow_redirects=False,
+                timeout_s=self.config.timeout_s,
+                verify_tls=self.config.verify_tls,
+                max_bytes=self.config.max_bytes,
             )
-        limit = self.config.max_bytes
-        async with self._client.stream("GET", self.config.url) as response:
-            if response.status_code >= 500:
-                raise httpx.HTTPStatusError(
-                    f"server error {response.status_code}",
-                    request=response.request,
-                    response=response,
-                )
-            if response.status_code != 200:
-                raise _Unusable(f"HTTP {response.status_code} from {self.config.url}")
-            body = bytearray()
-            async for chunk in response.aiter_bytes():
-                body += chunk
-                if len(body) > limit:
-                    raise _Unusable(f"response larger than {limit} bytes")
         try:
-            return json.loads(body)
+            response = await self._client.get()
+        except HttpTooLarge as exc:
+            raise _Unusable(str(exc)) from None
+        if response.status >= 500:
+            raise HttpTransportError(f"server error {response.status}")
+        if response.status != 200:
+            raise _Unusable(f"HTTP {response.status} from {self.config.url}")
+        try:
+            return json.loads(response.body)
         except (ValueError, UnicodeDecodeError) as exc:
             raise _Unusable(f"not JSON: {exc}") from None
 
