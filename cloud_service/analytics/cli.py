@@ -3,6 +3,7 @@
     cloud-service analyze anomalies FILE.csv [-o OUT.csv] [--sensitivity S] [--kind gauge]
     cloud-service analyze depletion FILE.csv --lead-time HOURS [--safety-stock UNITS]
         [--service-level P] [--review-period HOURS] [--horizon HOURS] [--format json|csv]
+        [--production COUNTS.csv [--counter-bits 16|32]]
 
 A file we cannot use gets one line on stderr saying what and where, and exit code 2; what we
 assumed about a usable file (time zone, gaps, missing values) is stated on stderr as ``note:``
@@ -49,6 +50,18 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     dp.add_argument("--review-period", type=float, default=24.0, metavar="HOURS")
     dp.add_argument("--horizon", type=int, default=2160, metavar="HOURS")
     dp.add_argument("--format", choices=("json", "csv"), default="json")
+    dp.add_argument(
+        "--production",
+        type=Path,
+        metavar="FILE.csv",
+        help="timestamp,count: the good-pieces counter of the line that refills this stock",
+    )
+    dp.add_argument(
+        "--counter-bits",
+        type=int,
+        metavar="BITS",
+        help="counter width: a decrease explained by wrapping is a rollover (else a reset)",
+    )
     dp.set_defaults(analyze_handler=_depletion)
     return analyze
 
@@ -101,10 +114,21 @@ def _anomalies(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 def _depletion(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from cloud_service.analytics.csvio import read_series  # noqa: PLC0415
-    from cloud_service.analytics.depletion import analyze  # noqa: PLC0415
+    from cloud_service.analytics.depletion import Production, analyze  # noqa: PLC0415
 
     series = read_series(_read(args.file), "stock")
     keep = series.values == series.values  # drop rows without a stock value
+    production = None
+    notes = list(series.notes)
+    if args.counter_bits is not None and not 1 <= args.counter_bits <= 64:
+        raise _Usage("--counter-bits must be between 1 and 64")
+    if args.production is not None:
+        counts = read_series(_read(args.production), "count")
+        notes += [f"{args.production.name}: {n}" for n in counts.notes]
+        ok = counts.values == counts.values
+        production = Production(
+            counts.ts_ms[ok], counts.values[ok], counter=True, counter_bits=args.counter_bits
+        )
     result = analyze(
         series.ts_ms[keep],
         series.values[keep],
@@ -113,8 +137,9 @@ def _depletion(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         service_level=args.service_level,
         review_h=args.review_period,
         horizon_h=args.horizon,
+        production=production,
     )
-    notes = series.notes + result.notes
+    notes += result.notes
     record = result.as_record()
     if args.format == "json":
         json.dump({**record, "notes": notes}, out, indent=2)

@@ -36,6 +36,69 @@ class Receipt:
     qty: float
 
 
+@dataclass(frozen=True, slots=True)
+class Production:
+    """Known production output into this stock point (the line that refills it), as read.
+
+    ``counter=True`` (default): ``values`` are a cumulative good-pieces counter as the PLC
+    shows it; a decrease is a rollover when ``counter_bits`` is given and wrapping explains it
+    within half the counter's range, else a reset (counting again from zero). ``counter=False``:
+    ``values`` are quantities produced, each in the period of its timestamp.
+    """
+
+    ts_ms: npt.NDArray[np.int64]
+    values: npt.NDArray[np.float64]
+    counter: bool = True
+    counter_bits: int | None = None
+
+    def increments(self) -> npt.NDArray[np.float64]:
+        """What was produced up to each reading since the previous one (first: 0)."""
+        v = np.asarray(self.values, dtype=np.float64)
+        if not self.counter:
+            return np.where(np.isfinite(v), v, 0.0)
+        return counter_increments(v, self.counter_bits)
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedOutput:
+    """Scheduled production into this stock point: ``qty`` spread evenly over
+    ``[start_ms, end_ms)`` (a plan period, or the hours a line is scheduled on it at its rate).
+    """
+
+    start_ms: int
+    end_ms: int
+    qty: float
+
+
+def counter_increments(
+    values: npt.NDArray[np.float64], bits: int | None = None
+) -> npt.NDArray[np.float64]:
+    """Per-reading increments of a cumulative counter (first reading and gaps: 0).
+
+    A decrease is a rollover when ``bits`` is given and ``value + 2**bits - previous`` is at
+    most half the range, else a device reset (the value is the count since the reset); with
+    ``bits`` a rise of more than half the range is a glitch and not counted. Non-finite
+    readings add nothing and do not move the reference (like the edge agent's counters).
+    """
+    v = np.asarray(values, dtype=np.float64)
+    out = np.zeros(v.size)
+    ok = np.flatnonzero(np.isfinite(v))
+    if ok.size < 2:
+        return out
+    cur = v[ok[1:]]
+    delta = cur - v[ok[:-1]]
+    if bits is None:
+        inc = np.where(delta >= 0, delta, cur)
+    else:
+        modulus = float(2**bits)
+        half = modulus / 2
+        wrapped = delta + modulus
+        inc = np.where(delta >= 0, delta, np.where(wrapped <= half, wrapped, cur))
+        inc = np.where(inc <= half, inc, 0.0)
+    out[ok[1:]] = inc
+    return out
+
+
 @dataclass(slots=True)
 class DepletionResult:
     as_of_ms: int  # the end of the last period with a reading
@@ -135,8 +198,16 @@ def analyze(
     horizon_h: int = DEFAULT_HORIZON_H,
     period_ms: int = HOUR_MS,
     bucket_h: float = DEFAULT_BUCKET_H,
+    production: Production | None = None,
+    planned_output: Sequence[PlannedOutput] = (),
 ) -> DepletionResult:
-    """Depletion figures for one stock-level series (sorted, finite; see :func:`to_grid`)."""
+    """Depletion figures for one stock-level series (sorted, finite; see :func:`to_grid`).
+
+    ``receipts``: scheduled receipts (open orders). ``production``: what the line that
+    refills this stock has made (its counter), a known inflow: consumption is recovered as
+    ``-(level change) + receipts + production``, not from level drops alone. ``planned_output``:
+    scheduled production ahead, counted in the projection like receipts, period by period.
+    """
     if not 0.5 <= service_level < 1.0:
         raise ValueError("service level must be in [0.5, 1)")
     if lead_time_h < 0 or review_h < 0 or safety_stock < 0:
@@ -149,20 +220,30 @@ def analyze(
             f"need readings in at least {MIN_PERIODS} periods of {period_ms // 60000} min"
         )
     per_h = HOUR_MS / period_ms
+    horizon = int(horizon_h * per_h)
     sched_t = np.array([(r.ts_ms - end_ms) / period_ms for r in receipts], dtype=np.float64)
     sched_q = np.array([r.qty for r in receipts], dtype=np.float64)
+    if planned_output:
+        plan_t, plan_q = _plan_receipts(planned_output, end_ms, period_ms, horizon)
+        sched_t = np.concatenate([sched_t, plan_t])
+        sched_q = np.concatenate([sched_q, plan_q])
     z = NormalDist().inv_cdf(service_level)
-    out = kd.depletion_one(
-        levels,
+    args = (
         sched_t,
         sched_q,
         lead_time_h * per_h,
         review_h * per_h,
         float(safety_stock),
         z,
-        int(horizon_h * per_h),
+        horizon,
         max(round(bucket_h * per_h), 1),
     )
+    if production is None:
+        out = kd.depletion_one(levels, *args)
+    else:
+        inflow, note = _inflow(production, int(ts_ms[0]), levels.size, period_ms)
+        notes.append(note)
+        out = kd.depletion_net_one(levels, inflow, *args)
 
     def when(periods: float) -> int | None:
         return None if math.isnan(periods) else end_ms + round(periods * period_ms)
@@ -185,3 +266,47 @@ def analyze(
         reorder_qty=float(out[kd.F_REORDER_QTY]),
         notes=notes,
     )
+
+
+def _inflow(
+    production: Production, first_ms: int, n: int, period_ms: int
+) -> tuple[npt.NDArray[np.float64], str]:
+    """Production per grid period (``n - 1`` values: what came in between consecutive levels)
+    and a note saying how much was netted in."""
+    ts = np.asarray(production.ts_ms, dtype=np.int64)
+    if ts.size > 1 and (np.diff(ts) < 0).any():
+        raise ValueError("production readings must be sorted by time")
+    inc = production.increments()
+    start = first_ms // period_ms
+    idx = ts // period_ms - start
+    keep = (idx >= 1) & (idx < n)
+    inflow = np.bincount(idx[keep], weights=inc[keep], minlength=n)[1:n].astype(np.float64)
+    covered = int(np.unique(idx[keep]).size) if keep.any() else 0
+    return inflow, (
+        f"production netted in: {inflow.sum():.0f} units in {covered} of {n - 1} periods"
+    )
+
+
+def _plan_receipts(
+    plan: Sequence[PlannedOutput], end_ms: int, period_ms: int, horizon: int
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Planned output as one receipt per period it covers, at the period's end (periods from
+    ``end_ms``); what was planned before ``end_ms`` is in the stock already."""
+    ts: list[float] = []
+    qs: list[float] = []
+    limit = end_ms + horizon * period_ms
+    for p in plan:
+        if p.end_ms <= p.start_ms or p.qty <= 0:
+            continue
+        rate = p.qty / (p.end_ms - p.start_ms)
+        lo, hi = max(p.start_ms, end_ms), min(p.end_ms, limit)
+        if hi <= lo:
+            continue
+        k0 = (lo - end_ms) // period_ms
+        k1 = -(-(hi - end_ms) // period_ms)
+        ks = np.arange(k0, k1, dtype=np.int64)
+        a = np.maximum(end_ms + ks * period_ms, lo)
+        b = np.minimum(end_ms + (ks + 1) * period_ms, hi)
+        ts.extend((ks + 1).astype(np.float64).tolist())
+        qs.extend(((b - a) * rate).tolist())
+    return np.array(ts, dtype=np.float64), np.array(qs, dtype=np.float64)

@@ -1,17 +1,20 @@
 """Stock depletion kernels: consumption from stock levels, time-to-threshold quantiles, reorder.
 
-* Consumption: per-period level drops ``d = s[t-1] - s[t]``. A rise far beyond what the
-  spread of changes explains (``RECEIPT_K`` robust sigmas) is a receipt; its period's
-  consumption is unknown and imputed with the mean. Negative changes that are not receipts are
-  pure sensor noise, so their RMS measures the noise; drops under ``NOISE_K`` times it are set
-  to zero (so noise does not look like demand in every period), then the series is rescaled to
-  keep the total the stock levels prove was consumed (noise cancels in the sum).
+* Consumption: per-period level drops ``d = s[t-1] - s[t]``, plus the period's known inflow
+  if any (the output of the line that refills this stock: ``-(change) + produced``). A rise
+  far beyond what the spread of changes explains (``RECEIPT_K`` robust sigmas) is a receipt;
+  its period's consumption is unknown and imputed with the mean. Negative changes that are
+  not receipts are pure sensor noise, so their RMS measures the noise; drops under
+  ``NOISE_K`` times it are set to zero (so noise does not look like demand in every period),
+  then the series is rescaled to keep the total the stock levels prove was consumed (noise
+  cancels in the sum).
 * Demand model: consumption is summed into buckets of ``bucket`` periods (a day of hours: the
   horizon of a stockout is days, and hourly sums are mostly noise and zeros), aligned to the
   last period; the automatic model (:mod:`.auto`) forecasts per bucket; rate, trend and MSE are
   scaled back to one period (a history shorter than 4 buckets is modelled per period).
 * Cumulative demand over ``h`` periods: mean ``sum(rate + trend k)``, variance
-  ``h mse + h² mse a/(2-a)`` (the period noise plus the uncertainty of a smoothed rate), normal.
+  ``h mse + h² mse a/(2-a) / b`` (the period noise plus the uncertainty of a rate smoothed
+  over buckets of ``b`` periods), normal.
 * Time to a threshold ``L`` at quantile ``q``: the first ``h`` at which demand at its
   ``1-q`` quantile reaches ``stock + receipts by h - L`` (P10 is the early, pessimistic date).
 * Reorder: the latest order time is the P(service) time to safety stock minus the lead time;
@@ -76,27 +79,51 @@ def recover_consumption(levels: F64) -> tuple[F64, F64, float]:
 
     Non-finite levels are carried forward (a missing reading is not a change).
     """
+    return recover_consumption_net(levels, np.empty(0, dtype=np.float64))
+
+
+@nb.njit(cache=True)
+def recover_consumption_net(levels: F64, inflow: F64) -> tuple[F64, F64, float]:
+    """:func:`recover_consumption` with a known inflow per period (``T-1`` values, e.g. a
+    production line's output into this stock; empty: none): consumption is
+    ``-(level change) + inflow`` before receipts and noise are taken out.
+    """
     m = max(levels.size - 1, 0)
     d = np.empty(m, dtype=np.float64)
     cons = np.empty(m, dtype=np.float64)
     rec = np.empty(m, dtype=np.float64)
-    noise = consumption_into(levels, d, cons, rec)
+    noise = consumption_net_into(levels, inflow, d, cons, rec)
     return cons, rec, noise
 
 
 @nb.njit(cache=True)
-def consumption_into(levels: F64, d: F64, cons: F64, rec: F64) -> float:  # noqa: PLR0912, PLR0915
+def consumption_into(levels: F64, d: F64, cons: F64, rec: F64) -> float:
     """:func:`recover_consumption` into caller buffers of ``T-1``; returns the noise RMS."""
+    return consumption_net_into(levels, np.empty(0, dtype=np.float64), d, cons, rec)
+
+
+@nb.njit(cache=True)
+def consumption_net_into(  # noqa: PLR0912, PLR0915
+    levels: F64, inflow: F64, d: F64, cons: F64, rec: F64
+) -> float:
+    """:func:`recover_consumption_net` into caller buffers of ``T-1``; returns the noise RMS.
+
+    ``inflow`` holds what arrived between level ``t-1`` and level ``t`` at index ``t-1``
+    (non-finite: nothing); an empty array means no known inflow.
+    """
     n = levels.size
     m = max(n - 1, 0)
     cons[:m] = 0.0
     rec[:m] = 0.0
     if m == 0:
         return 0.0
+    netted = inflow.size >= m
     prev = levels[0]
     for t in range(1, n):
         cur = levels[t] if math.isfinite(levels[t]) else prev
         d[t - 1] = prev - cur if math.isfinite(prev) else 0.0
+        if netted and math.isfinite(inflow[t - 1]):
+            d[t - 1] += inflow[t - 1]
         prev = cur
     # robust centre and spread of the changes without sorting: a winsorised mean absolute
     # deviation (receipts are rare, huge, and clipped out); floor so flat series still work
@@ -157,6 +184,7 @@ def crossing_times(  # noqa: PLR0917
     rate: float,
     trend: float,
     mse: float,
+    var_rate: float,
     sched_t: F64,
     sched_q: F64,
     thresholds: F64,
@@ -164,6 +192,9 @@ def crossing_times(  # noqa: PLR0917
     horizon: int,
 ) -> F64:
     """Periods until stock reaches each threshold with demand at ``mean + z sd``, per ``z``.
+
+    ``mse``: variance of one period's demand; ``var_rate``: variance of the rate estimate
+    (demand over ``h`` periods has variance ``h mse + h² var_rate``).
 
     Returns ``(len(thresholds), len(zs))``. ``sched_t``/``sched_q``: scheduled receipts
     (periods from now, quantity). ``nan`` when not reached within ``horizon``; 0 when stock
@@ -180,15 +211,19 @@ def crossing_times(  # noqa: PLR0917
             pending += nz
     if pending == 0:
         return out
-    var_rate = mse * RATE_ALPHA / (2.0 - RATE_ALPHA)
+    # receipts binned by the period they land in (h - 1 < t <= h): O(receipts + horizon), so
+    # a production plan (one receipt per period) costs no more than one order
+    due = np.zeros(horizon + 1, dtype=np.float64)
+    for j in range(sched_t.size):
+        t = sched_t[j]
+        if 0.0 < t <= horizon:
+            due[math.ceil(t)] += sched_q[j]
     mean = 0.0
     received = 0.0
     for h in range(1, horizon + 1):
         mean += max(rate + trend * (h - 1), 0.0)
         sd = math.sqrt(h * mse + h * h * var_rate)
-        for j in range(sched_t.size):
-            if h - 1 < sched_t[j] <= h:
-                received += sched_q[j]
+        received += due[h]
         for a in range(nt):
             avail = stock + received - thresholds[a]
             for i in range(nz):
@@ -201,13 +236,15 @@ def crossing_times(  # noqa: PLR0917
 
 
 @nb.njit(cache=True)
-def demand_quantile(rate: float, trend: float, mse: float, h: float, z: float) -> float:
+def demand_quantile(  # noqa: PLR0917
+    rate: float, trend: float, mse: float, var_rate: float, h: float, z: float
+) -> float:
     """Demand over ``h`` periods at ``mean + z sd`` (not below zero)."""
     hi = math.ceil(h)
     mean = 0.0
     for k in range(hi):
         mean += max(rate + trend * k, 0.0)
-    var = h * mse + h * h * mse * RATE_ALPHA / (2.0 - RATE_ALPHA)
+    var = h * mse + h * h * var_rate
     return max(mean + z * math.sqrt(var), 0.0)
 
 
@@ -227,13 +264,20 @@ def bucket_sums(y: F64, bucket: int) -> F64:
 
 
 @nb.njit(cache=True)
-def forecast_rate(cons: F64, bucket: int) -> tuple[int, int, float, float, float]:
-    """``(class, model, rate, trend, mse)`` per period, modelled on bucket sums."""
+def forecast_rate(cons: F64, bucket: int) -> tuple[int, int, float, float, float, float]:
+    """``(class, model, rate, trend, mse, var_rate)`` per period, modelled on bucket sums.
+
+    A bucket's demand has variance ``mse_b`` around the forecast, so one period's share is
+    ``mse_b / b``; the smoothed level has variance ``mse_b a/(2-a)`` per bucket, so the rate
+    per period has ``mse_b a/(2-a) / b²`` (= period mse ``· a/(2-a) / b``).
+    """
     b = bucket if bucket > 1 and cons.size >= 4 * bucket else 1
     if b == 1:
-        return auto_forecast(cons)
-    cls, model, rate, trend, mse = auto_forecast(bucket_sums(cons, b))
-    return cls, model, rate / b, trend / (b * b), mse / b
+        cls, model, rate, trend, mse = auto_forecast(cons)
+    else:
+        cls, model, rate, trend, mse = auto_forecast(bucket_sums(cons, b))
+        rate, trend, mse = rate / b, trend / (b * b), mse / b
+    return cls, model, rate, trend, mse, mse * RATE_ALPHA / (2.0 - RATE_ALPHA) / b
 
 
 @nb.njit(cache=True)
@@ -249,11 +293,52 @@ def depletion_one(  # noqa: PLR0917
     bucket: int,
 ) -> F64:
     """All depletion figures of one series, in periods from the last level (see ``FIELDS``)."""
+    return depletion_net_one(
+        levels,
+        np.empty(0, dtype=np.float64),
+        sched_t,
+        sched_q,
+        lead,
+        review,
+        safety,
+        z_service,
+        horizon,
+        bucket,
+    )
+
+
+@nb.njit(cache=True)
+def depletion_net_one(  # noqa: PLR0917
+    levels: F64,
+    inflow: F64,
+    sched_t: F64,
+    sched_q: F64,
+    lead: float,
+    review: float,
+    safety: float,
+    z_service: float,
+    horizon: int,
+    bucket: int,
+) -> F64:
+    """:func:`depletion_one` with a known inflow per period (``T-1``; empty: none), e.g. the
+    output of the production line that refills this stock (see :func:`recover_consumption_net`).
+    """
     out = np.empty(N_FIELDS, dtype=np.float64)
     m = max(levels.size - 1, 0)
     scratch = np.empty((3, m), dtype=np.float64)
     depletion_into(
-        levels, sched_t, sched_q, lead, review, safety, z_service, horizon, bucket, out, scratch
+        levels,
+        inflow,
+        sched_t,
+        sched_q,
+        lead,
+        review,
+        safety,
+        z_service,
+        horizon,
+        bucket,
+        out,
+        scratch,
     )
     return out
 
@@ -261,6 +346,7 @@ def depletion_one(  # noqa: PLR0917
 @nb.njit(cache=True)
 def depletion_into(  # noqa: PLR0917
     levels: F64,
+    inflow: F64,
     sched_t: F64,
     sched_q: F64,
     lead: float,
@@ -272,12 +358,12 @@ def depletion_into(  # noqa: PLR0917
     out: F64,
     scratch: F64,
 ) -> None:
-    """:func:`depletion_one` into ``out`` with a ``(3, >= T-1)`` scratch buffer."""
+    """:func:`depletion_net_one` into ``out`` with a ``(3, >= T-1)`` scratch buffer."""
     out[:] = np.nan
     m = max(levels.size - 1, 0)
     cons = scratch[1, :m]
-    noise = consumption_into(levels, scratch[0, :m], cons, scratch[2, :m])
-    cls, model, rate, trend, mse = forecast_rate(cons, bucket)
+    noise = consumption_net_into(levels, inflow, scratch[0, :m], cons, scratch[2, :m])
+    cls, model, rate, trend, mse, var_rate = forecast_rate(cons, bucket)
     stock = levels[-1]
     out[F_CLASS] = cls
     out[F_MODEL] = model
@@ -287,7 +373,7 @@ def depletion_into(  # noqa: PLR0917
     out[F_STOCK] = stock
     zs = np.array([Z10, 0.0, -Z10, z_service])
     both = crossing_times(
-        stock, rate, trend, mse, sched_t, sched_q, np.array([0.0, safety]), zs, horizon
+        stock, rate, trend, mse, var_rate, sched_t, sched_q, np.array([0.0, safety]), zs, horizon
     )
     zero = both[0]
     safe = both[1]
@@ -309,15 +395,17 @@ def depletion_into(  # noqa: PLR0917
         order_at = horizon - lead
     out[F_REORDER_AT] = order_at
     t_o = max(order_at, 0.0)
-    used = demand_quantile(rate, trend, mse, t_o, 0.0)
+    used = demand_quantile(rate, trend, mse, var_rate, t_o, 0.0)
     position = stock - used
+    covered = t_o + lead + review  # receipts due by the end of what this order must cover
     for j in range(sched_t.size):
-        position += sched_q[j]
-    target = demand_quantile(rate, trend, mse, lead + review, z_service) + safety
+        if sched_t[j] <= covered:
+            position += sched_q[j]
+    target = demand_quantile(rate, trend, mse, var_rate, lead + review, z_service) + safety
     out[F_REORDER_QTY] = max(math.ceil(target - position), 0.0)
 
 
-@nb.njit(cache=True, parallel=True)
+@nb.njit(cache=True)
 def depletion_many(  # noqa: PLR0917
     levels: F64,
     sched_t: F64,
@@ -333,6 +421,34 @@ def depletion_many(  # noqa: PLR0917
 
     ``sched_t``/``sched_q`` are ``(n, k)`` scheduled receipts per series (``q = 0`` pads).
     """
+    return depletion_net_many(
+        levels,
+        np.empty((levels.shape[0], 0), dtype=np.float64),
+        sched_t,
+        sched_q,
+        lead,
+        review,
+        safety,
+        z_service,
+        horizon,
+        bucket,
+    )
+
+
+@nb.njit(cache=True, parallel=True)
+def depletion_net_many(  # noqa: PLR0917
+    levels: F64,
+    inflow: F64,
+    sched_t: F64,
+    sched_q: F64,
+    lead: F64,
+    review: F64,
+    safety: F64,
+    z_service: float,
+    horizon: int,
+    bucket: int,
+) -> F64:
+    """:func:`depletion_many` with known inflows: ``(n, T-1)``, or ``(n, 0)`` for none."""
     n, t_len = levels.shape
     out = np.empty((n, N_FIELDS), dtype=np.float64)
     n_chunks = min(n, 64)
@@ -341,6 +457,7 @@ def depletion_many(  # noqa: PLR0917
         for i in range(c * n // n_chunks, (c + 1) * n // n_chunks):
             depletion_into(
                 levels[i],
+                inflow[i],
                 sched_t[i],
                 sched_q[i],
                 lead[i],

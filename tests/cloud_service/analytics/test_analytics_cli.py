@@ -117,3 +117,36 @@ def test_missing_file_and_bad_options(tmp_path: Path) -> None:
     code, _, err = run(["analyze", "anomalies", str(tmp_path / "bin.csv")])
     assert code == 2
     assert "UTF-8" in err
+
+
+def test_depletion_nets_a_production_counter(tmp_path: Path) -> None:
+    # 60 an hour made from 06:00 to 14:00, 20 an hour used: from level drops alone the rate
+    # looks like 20 only off-shift; netting the 16-bit counter (it rolls over) recovers it
+    t0, n = 1_767_225_600, 24 * 21
+    made = [60 if 6 <= h % 24 < 14 else 0 for h in range(n)]
+    level, count, stock_rows, count_rows = 3000, 65_300, [], []
+    for h in range(n):
+        level += made[h] - 20
+        count = (count + made[h]) % 65_536
+        stock_rows.append(f"{t0 + h * 3600},{level}")
+        count_rows.append(f"{t0 + h * 3600},{count}")
+    stock = tmp_path / "stock.csv"
+    stock.write_text("timestamp,stock\n" + "\n".join(stock_rows) + "\n")
+    counts = tmp_path / "line.csv"
+    counts.write_text("timestamp,count\n" + "\n".join(count_rows) + "\n")
+    base = ["analyze", "depletion", str(stock), "--lead-time", "24"]
+    code, out, _ = run(base)
+    assert code == 0
+    assert json.loads(out)["rate_per_hour"] < 15
+    code, out, _ = run([*base, "--production", str(counts), "--counter-bits", "16"])
+    assert code == 0
+    rec = json.loads(out)
+    assert rec["rate_per_hour"] == pytest.approx(20.0, rel=0.02)
+    assert any("production netted in" in n for n in rec["notes"])
+    code, _, err = run([*base, "--production", str(tmp_path / "missing.csv")])
+    assert code == 2
+    assert err.startswith("error:")
+    counts.write_text("timestamp,count\n1767225600,abc\n")
+    code, _, err = run([*base, "--production", str(counts)])
+    assert code == 2
+    assert "count" in err

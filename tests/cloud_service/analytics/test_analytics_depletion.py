@@ -8,7 +8,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cloud_service.analytics.codes import DemandClass
-from cloud_service.analytics.depletion import HOUR_MS, Receipt, analyze, to_grid
+from cloud_service.analytics.depletion import (
+    HOUR_MS,
+    PlannedOutput,
+    Production,
+    Receipt,
+    analyze,
+    counter_increments,
+    to_grid,
+)
 from cloud_service.analytics.kernels import depletion as kd
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00Z
@@ -133,3 +141,107 @@ def test_hours_from_now_for_alert_rules() -> None:
     assert h["stockout_p50_h"] == 50.0
     assert h["reorder_in_h"] == 30.0
     assert h["reorder_qty"] == res.reorder_qty
+
+
+def _line_fed(days: int = 30, seed: int = 7) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """A stock refilled only by a line: 60 pieces an hour from 06:00 to 14:00 on every day,
+    about 20 pieces an hour consumed around the clock. Returns ``(ts, level, counter, true
+    hourly rate)``; the counter is a 16-bit PLC counter that rolls over during the run."""
+    rng = np.random.default_rng(seed)
+    n = days * 24
+    use = rng.poisson(20.0, n).astype(np.float64)
+    made = np.where((np.arange(n) % 24 >= 6) & (np.arange(n) % 24 < 14), 60.0, 0.0)
+    level = 2000.0 + np.cumsum(made - use)
+    counter = (65_000.0 + np.cumsum(made)) % 65_536.0
+    return _hours(n), level, counter, float(use[1:].mean())
+
+
+def test_production_is_netted_into_consumption() -> None:
+    ts, level, counter, true_rate = _line_fed()
+    assert (np.diff(counter) < 0).any()  # the counter rolled over
+    blind = analyze(ts, level, lead_time_h=24)
+    netted = analyze(ts, level, lead_time_h=24, production=Production(ts, counter, counter_bits=16))
+    # from level drops alone the line's hours hide the demand: far too low a rate
+    assert blind.rate_per_hour < 0.8 * true_rate
+    assert netted.rate_per_hour == pytest.approx(true_rate, rel=0.05)
+    assert any("production netted in" in n for n in netted.notes)
+
+
+def test_production_as_quantities_equals_the_counter() -> None:
+    ts, level, counter, _ = _line_fed(days=20)
+    made = counter_increments(counter, 16)
+    a = analyze(ts, level, lead_time_h=24, production=Production(ts, counter, counter_bits=16))
+    b = analyze(ts, level, lead_time_h=24, production=Production(ts, made, counter=False))
+    assert a.rate_per_hour == b.rate_per_hour
+    assert a.stockout_ms == b.stockout_ms
+
+
+def test_planned_output_postpones_the_stockout() -> None:
+    level = 300.0 - 2.0 * np.arange(101)  # 2 an hour, 100 left: zero in 50 h
+    base = analyze(_hours(101), level, lead_time_h=10)
+    end = base.as_of_ms
+    assert base.stockout_ms[1] == end + 50 * HOUR_MS
+    plan = [PlannedOutput(end + 5 * HOUR_MS, end + 15 * HOUR_MS, 20.0)]  # 2 an hour for 10 h
+    later = analyze(_hours(101), level, lead_time_h=10, planned_output=plan)
+    assert later.stockout_ms[1] == end + 60 * HOUR_MS
+    past = [PlannedOutput(end - 20 * HOUR_MS, end, 500.0)]  # already in the stock
+    assert analyze(_hours(101), level, lead_time_h=10, planned_output=past).stockout_ms == (
+        base.stockout_ms
+    )
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.integers(0, 30_000), min_size=1, max_size=80),
+    st.integers(0, 65_535),
+    st.sampled_from([16, 32]),
+)
+def test_counter_increments_undo_rollover(steps: list[int], start: int, bits: int) -> None:
+    counter = (start + np.concatenate([[0], np.cumsum(steps)])) % float(2**bits)
+    inc = counter_increments(counter.astype(np.float64), bits)
+    assert inc[0] == 0
+    np.testing.assert_array_equal(inc[1:], np.asarray(steps, dtype=np.float64))
+
+
+def test_counter_reset_counts_from_zero_and_gaps_are_skipped() -> None:
+    values = np.array([100.0, 150.0, np.nan, 170.0, 5.0, 25.0])
+    np.testing.assert_array_equal(counter_increments(values), [0, 50, 0, 20, 5, 20])
+    # 16 bits: 65,530 -> 10 wraps (16 pieces); 20,000 -> 10 cannot (45,546 pieces, more
+    # than half the range): a reset, 10 pieces; a leap of over half the range is a glitch
+    np.testing.assert_array_equal(
+        counter_increments(np.array([65_530.0, 10.0, 20_000.0, 10.0, 50_000.0]), 16),
+        [0, 16, 19_990, 10, 0],
+    )
+
+
+def test_rate_uncertainty_of_a_daily_model_is_per_day_not_per_hour() -> None:
+    # 100 a day in 24 equal hourly parts with a daily sd of 10: a month of stock runs out
+    # after 30 days give or take about a day (sd of 30 days' demand: sqrt(30 100 + 30² 100
+    # 0.1/1.9) = 88 pieces, under a day). Reading the daily level's variance per hour made
+    # it 24 times too large and P10 four days early.
+    rng = np.random.default_rng(11)
+    daily = rng.normal(100.0, 10.0, 60)
+    use = np.repeat(daily / 24.0, 24)
+    level = 3000.0 + use.sum() - np.concatenate([[0.0], np.cumsum(use)])
+    res = analyze(_hours(level.size), level, lead_time_h=24)
+    p10, p50, p90 = ((x - res.as_of_ms) / HOUR_MS for x in res.stockout_ms)  # type: ignore[operator]
+    assert p50 == pytest.approx(30 * 24, rel=0.05)
+    assert p10 > 0.93 * p50
+    assert p90 < 1.07 * p50
+
+
+def test_batch_kernel_with_inflow_equals_one_series_at_a_time() -> None:
+    rng = np.random.default_rng(6)
+    use = rng.poisson(4.0, (4, 300)).astype(np.float64)
+    made = np.where(np.arange(300) % 24 < 8, 12.0, 0.0) * np.ones((4, 1))
+    levels = 1000.0 + np.cumsum(made - use, axis=1)
+    inflow = np.ascontiguousarray(made[:, 1:])
+    sched = np.zeros((4, 1))
+    lead, review, safety = np.full(4, 12.0), np.full(4, 24.0), np.full(4, 30.0)
+    many = kd.depletion_net_many(levels, inflow, sched, sched, lead, review, safety, 1.64, 500, 24)
+    for i in range(4):
+        one = kd.depletion_net_one(
+            levels[i], inflow[i], sched[i], sched[i], 12.0, 24.0, 30.0, 1.64, 500, 24
+        )
+        np.testing.assert_array_equal(many[i], one)
+    assert many[:, kd.F_RATE] == pytest.approx(use[:, 1:].mean(axis=1), rel=0.1)
