@@ -32,10 +32,19 @@ A warning episode starts when the condition first holds and ends when it has bee
 Open orders: with ``--open-orders`` (default) the forecast also gets the replenishment orders
 the simulated plant has placed and not yet received, as an ERP would list them (quantity,
 expected at order time + nominal lead time; orders observed hourly from the stock point's
-on-order quantity). ``--no-open-orders`` uses the sensors alone. Production output is not
-known in advance in either mode (E-500 is refilled by a line only).
+on-order quantity). ``--no-open-orders`` uses the sensors alone.
+
+Production: with ``--production`` (default) the forecast of a SKU made on a line also gets
+(1) what the line made, from its good-pieces PLC counter as sampled (rollovers and resets
+handled by ``depletion.counter_increments`` with the counter's width), attributed to the SKU of
+the production order running at each sample (what the MES shows), netted into consumption; and
+(2) the S&OP plan ahead as ``PlannedOutput``: each scheduled day's target per line and SKU,
+made at the product's nominal rate from the start of the day's shifts (planned stops left
+out), in the order the products are listed. ``--no-production`` is the sensors (and open
+orders) alone, as before 2026-11-26 (E-500 is refilled by line1 only).
 
     python bench/bench_ground_truth.py [--days 180] [--seed 1] [--every 1] [--no-open-orders]
+        [--no-production]
 """
 
 from __future__ import annotations
@@ -49,14 +58,22 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from cloud_service.analytics.depletion import Receipt, analyze
+from cloud_service.analytics.depletion import (
+    PlannedOutput,
+    Production,
+    Receipt,
+    analyze,
+    counter_increments,
+)
 
 try:
+    from firmware_sim.core.calendar import WeeklyCalendar, day_start
+    from firmware_sim.core.plan import Plan
     from firmware_sim.core.sensors import Sample
     from firmware_sim.core.truth import Truth
     from firmware_sim.core.world import World
     from firmware_sim.scenario import default_scenario
-    from firmware_sim.scenario.model import ReplenishPolicy, SensorType
+    from firmware_sim.scenario.model import ReplenishPolicy, Scenario, SensorType
 except ImportError as exc:  # pragma: no cover - the simulator is part of the repository
     print(f"firmware_sim not importable ({exc}): nothing to score", file=sys.stderr)
     sys.exit(2)
@@ -83,6 +100,9 @@ class SkuRun:
     on_order: int = 0
     snaps: list[list[tuple[int, int]]] = field(default_factory=list)  # open orders, hourly
     stockouts: list[int] = field(default_factory=list)
+    produced_ts: list[int] = field(default_factory=list)  # line output into this stock
+    produced: list[float] = field(default_factory=list)
+    plan: list[PlannedOutput] = field(default_factory=list)  # the S&OP plan, whole run
     evaluated: int = 0
     # per rule: evaluation times where the condition held
     held: dict[str, list[int]] = field(default_factory=lambda: {r: [] for r in RULES})
@@ -109,11 +129,27 @@ def simulate(days: int, seed: int, sample_s: float) -> tuple[list[SkuRun], int, 
             spec.replenishment.policy is not ReplenishPolicy.NONE,
         )
 
+    by_key = {(r.warehouse, r.sku): r for r in runs.values()}
+    # good-pieces counters: signal -> line id (the MES tells which SKU the line is making)
+    counters = {
+        sig.id: sig.line
+        for sig in scenario.signals
+        if sig.type is SensorType.COUNTER and sig.line and sig.counter != "scrap"
+    }
+    raw: dict[str, tuple[list[int], list[float], list[str | None]]] = {
+        sid: ([], [], []) for sid in counters
+    }
+
     def on_sample(s: Sample) -> None:
         run = runs.get(s.signal)
         if run is not None and s.value is not None:
             run.ts.append(s.ts)
             run.units.append((s.value - run.offset) / run.weight)
+        elif s.signal in counters and s.value is not None:
+            ts_l, val_l, sku_l = raw[s.signal]
+            ts_l.append(s.ts)
+            val_l.append(s.value)
+            sku_l.append(world.lines[counters[s.signal]].snapshot().sku)
 
     world.add_listener(on_sample)
     end = START_MS + days * DAY_MS
@@ -137,12 +173,68 @@ def simulate(days: int, seed: int, sample_s: float) -> tuple[list[SkuRun], int, 
                         left -= qty
             run.on_order = point.on_order
             run.snaps.append(list(run.orders))
-    by_key = {(r.warehouse, r.sku): r for r in runs.values()}
+    for sid, line_id in counters.items():
+        spec = next(ln for ln in scenario.lines if ln.id == line_id)
+        ts_l, val_l, sku_l = raw[sid]
+        inc = counter_increments(np.asarray(val_l, dtype=np.float64), spec.counter_bits)
+        for t, q, sku in zip(ts_l, inc.tolist(), sku_l, strict=True):
+            run_p = by_key.get((spec.warehouse, sku)) if sku is not None else None
+            if run_p is not None and q > 0:
+                run_p.produced_ts.append(t)
+                run_p.produced.append(q)
+    for (wh, sku), planned in plan_outputs(
+        world.plan, scenario, START_MS, end + 91 * DAY_MS
+    ).items():
+        if (wh, sku) in by_key:
+            by_key[(wh, sku)].plan = planned
     for rec in truth.of_type("stockout"):
         hit = by_key.get((rec["warehouse"], rec["sku"]))
         if hit is not None:
             hit.stockouts.append(int(rec["ts_ms"]))
     return list(runs.values()), START_MS, end
+
+
+def plan_outputs(
+    plan: Plan, scenario: Scenario, start: int, end: int
+) -> dict[tuple[str, str], list[PlannedOutput]]:
+    """The S&OP plan as planned output per (warehouse, SKU): each day's target per line and
+    SKU made at the product's nominal rate from the start of the day's shifts, planned stops
+    left out, products in the order the line lists them."""
+    out: dict[tuple[str, str], list[PlannedOutput]] = {}
+    for line in scenario.lines:
+        shifts = WeeklyCalendar(line.shifts)
+        stops = WeeklyCalendar(line.planned_stops)
+        rate = {p.sku: p.rate_per_h for p in line.products}
+        day = day_start(start)
+        while day < end:
+            targets = [(sku, q) for lid, sku, q in plan.production_targets(day) if lid == line.id]
+            # open time of the day: shifts minus planned stops, as [start, end) pieces
+            pieces: list[tuple[int, int]] = []
+            for s0, s1 in shifts.intervals(day, day + DAY_MS):
+                cur = max(s0, day)
+                for p0, p1 in stops.intervals(cur, s1):
+                    if p0 > cur:
+                        pieces.append((cur, p0))
+                    cur = max(cur, p1)
+                if cur < s1:
+                    pieces.append((cur, s1))
+            k = 0
+            for sku, qty in targets:
+                left_h = qty / rate[sku] if qty > 0 else 0.0
+                while left_h > 1e-9 and k < len(pieces):
+                    a, b = pieces[k]
+                    take = min(left_h * HOUR_MS, b - a)
+                    q = take / HOUR_MS * rate[sku]
+                    out.setdefault((line.warehouse, sku), []).append(
+                        PlannedOutput(int(a), int(a + take), q)
+                    )
+                    left_h -= take / HOUR_MS
+                    if a + take >= b:
+                        k += 1
+                    else:
+                        pieces[k] = (int(a + take), b)
+            day += DAY_MS
+    return out
 
 
 def open_at(run: SkuRun, t: int) -> list[tuple[int, int]]:
@@ -162,6 +254,7 @@ def evaluate(
     history_days: float,
     every_h: float,
     open_orders: bool,
+    production: bool,
 ) -> int:
     """Run the forecasts; fill ``run.held``; returns the number of forecasts made."""
     n = 0
@@ -172,12 +265,27 @@ def evaluate(
     for run in runs:
         ts = np.asarray(run.ts, dtype=np.int64)
         units = np.asarray(run.units, dtype=np.float64)
+        p_ts = np.asarray(run.produced_ts, dtype=np.int64)
+        p_q = np.asarray(run.produced, dtype=np.float64)
+        plan_start = np.array([p.start_ms for p in run.plan], dtype=np.int64)
+        plan_end = np.array([p.end_ms for p in run.plan], dtype=np.int64)
+        made = production and p_ts.size > 0
         for t in range(first, end, step):
             hi = int(np.searchsorted(ts, t, side="right"))
             lo = int(np.searchsorted(ts, t - round(history_days * DAY_MS), side="left"))
             if hi - lo < 2:
                 continue
             receipts = [Receipt(due, float(q)) for due, q in open_at(run, t)] if open_orders else []
+            prod = None
+            planned: list[PlannedOutput] = []
+            if made:
+                p_lo = int(np.searchsorted(p_ts, t - round(history_days * DAY_MS), side="left"))
+                p_hi = int(np.searchsorted(p_ts, t, side="right"))
+                prod = Production(p_ts[p_lo:p_hi], p_q[p_lo:p_hi], counter=False)
+                # the plan from now on (what is planned before now is in the stock already)
+                k0 = int(np.searchsorted(plan_end, t, side="right"))
+                k1 = int(np.searchsorted(plan_start, t + 91 * DAY_MS, side="left"))
+                planned = run.plan[k0:k1]
             try:
                 res = analyze(
                     ts[lo:hi],
@@ -185,6 +293,8 @@ def evaluate(
                     lead_time_h=run.lead_h,
                     safety_stock=run.safety,
                     receipts=receipts,
+                    production=prod,
+                    planned_output=planned,
                 )
             except ValueError:
                 continue
@@ -273,6 +383,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clear-hours", type=float, default=6.0)
     ap.add_argument("--sample-period", type=float, default=600.0, help="sensor period, s")
     ap.add_argument("--open-orders", action=argparse.BooleanOptionalAction, default=True)
+    ap.add_argument("--production", action=argparse.BooleanOptionalAction, default=True)
     args = ap.parse_args(argv)
 
     t0 = time.perf_counter()
@@ -287,6 +398,7 @@ def main(argv: list[str] | None = None) -> int:
         history_days=args.history_days,
         every_h=args.every,
         open_orders=args.open_orders,
+        production=args.production,
     )
     t_eval = time.perf_counter() - t0
     first = start + round(args.warmup_days * DAY_MS)
@@ -296,7 +408,8 @@ def main(argv: list[str] | None = None) -> int:
         f"(simulated in {t_sim:.1f} s); {len(runs)} SKUs with a stock sensor; forecasts every "
         f"{args.every:g} h after a {args.warmup_days:g}-day warm-up on the last "
         f"{args.history_days:g} days: {n} forecasts in {t_eval:.1f} s; open orders "
-        f"{'known (ERP)' if args.open_orders else 'unknown (sensors only)'}; alerts clear "
+        f"{'known (ERP)' if args.open_orders else 'unknown (sensors only)'}; production "
+        f"{'counters and plan known (MES)' if args.production else 'unknown'}; alerts clear "
         f"after {args.clear_hours:g} h without the condition; {months * len(runs):.1f} "
         f"SKU-months"
     )
