@@ -1,0 +1,54 @@
+"""Who may do what: no key or a bad one → 401, a read key on a write endpoint → 403."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import NOW, Api, assert_problem
+
+from cloud_service.api import ApiSettings
+
+
+async def test_health_needs_no_key(api: Api) -> None:
+    response = await api.client.get("/api/v1/health")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+async def test_reading_needs_a_valid_key_by_either_header(api: Api) -> None:
+    missing = await api.client.get("/api/v1/status")
+    assert_problem(missing, 401, "unauthorized")
+    assert missing.headers["www-authenticate"].startswith("Bearer")
+    wrong = "fd_" + "A" * 43
+    assert_problem(await api.client.get("/api/v1/status", headers=api.auth(wrong)), 401)
+    assert_problem(await api.client.get("/api/v1/status", headers={"X-API-Key": "x"}), 401)
+    by_bearer = await api.client.get("/api/v1/status", headers=api.auth())
+    assert by_bearer.json() == {"ingest": {"state": "running"}}
+    by_header = await api.client.get("/api/v1/alerts", headers={"X-API-Key": api.read_token})
+    assert by_header.status_code == 200
+
+
+async def test_a_read_key_cannot_write_and_a_write_key_can_read(api: Api) -> None:
+    event = await api.raise_alert()
+    url = f"/api/v1/alerts/{event.alert.id}/ack"
+    body = assert_problem(await api.client.post(url, headers=api.auth()), 403, "forbidden")
+    assert "viewer" in str(body["detail"])
+    assert_problem(await api.client.post(url), 401)
+    assert (await api.client.get("/api/v1/alerts", headers=api.writer)).status_code == 200
+    assert (await api.client.post(url, headers=api.writer)).status_code == 200
+
+
+async def test_a_revoked_key_is_refused_at_once_and_use_is_recorded(api: Api) -> None:
+    assert (await api.client.get("/api/v1/status", headers=api.auth())).status_code == 200
+    (viewer,) = [k for k in await api.deps.keys.list() if k.name == "viewer"]
+    assert viewer.last_used_ms == NOW
+    await api.deps.keys.revoke("viewer")
+    assert_problem(await api.client.get("/api/v1/status", headers=api.auth()), 401)
+
+
+@pytest.mark.parametrize("api_settings", [ApiSettings(allow_unauthenticated_read=True)])
+async def test_anonymous_reading_when_allowed_but_never_writing(api: Api) -> None:
+    event = await api.raise_alert()
+    assert (await api.client.get("/api/v1/alerts")).json()["count"] == 1
+    assert_problem(await api.client.post(f"/api/v1/alerts/{event.alert.id}/ack"), 401)
+    bad = api.auth("fd_" + "B" * 43)
+    assert_problem(await api.client.get("/api/v1/alerts", headers=bad), 401)
