@@ -34,6 +34,7 @@ def build_status(agent: Agent) -> AgentStatus:
             broker=f"{'mqtts' if b.tls else 'mqtt'}://{b.host}:{b.port}",
             connects=0 if pub is None else pub.connects,
             since_ms=agent.connection_since,
+            protocol="" if pub is None else pub.version.describe,
         ),
         spool=SpoolStatus(
             path=str(agent.store.path),

@@ -1,6 +1,8 @@
 """Thin paho-mqtt 2.x shell: publishes what the agent decides, reports what happens.
 
-* MQTT 5 (or 3.1.1, ``broker.protocol``), client id from the config (default: the gateway id),
+* MQTT 5, falling back to 3.1.1 for the rest of the run when the broker refuses 5
+  (``broker.protocol = "auto"``, the default; the decision is :mod:`edge_agent.mqtt_version`);
+  ``"5"`` or ``"3.1.1"`` pin it. Client id from the config (default: the gateway id),
   username/password and TLS. paho runs its network loop in its own thread and reconnects with
   an exponential backoff. Its queue is memory only: the spool, not paho, is what survives.
 * The will is the retained ``State`` *offline* (its ``ts`` refreshed before every connect). On
@@ -36,6 +38,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from edge_agent.config import BrokerConfig, TlsConfig
 from edge_agent.errors import ConfigError, ConfigIssue, PublishError, QueueFullError
+from edge_agent.mqtt_version import V5, VersionChoice
 from shared.codec import MessageDecoder, encode
 from shared.errors import ContractError
 from shared.ids import Id
@@ -105,6 +108,21 @@ def tls_context(tls: TlsConfig) -> ssl.SSLContext:
     return context
 
 
+_PAHO_VERSION: Final = {"5": mqtt.MQTTv5, "3.1.1": mqtt.MQTTv311}
+
+
+def _switch_protocol(client: mqtt.Client, version: str) -> None:
+    """Make the next CONNECT of ``client`` use ``version``.
+
+    paho fixes the version in the constructor; a new client would lose its queue and
+    callbacks, so this sets the two attributes paho's own 3.1.1 -> 3.1 downgrade sets
+    (``_protocol``; a clean session for 3.1.1, as the publisher asks of 3.1.1 anyway).
+    """
+    client._protocol = _PAHO_VERSION[version]
+    if version != "5":
+        client._clean_session = True
+
+
 class MqttPublisher:
     """One gateway's MQTT session (see the module docstring)."""
 
@@ -149,7 +167,9 @@ class MqttPublisher:
         self.connects = 0
         self.rejected = 0  # PUBACKs carrying an MQTT 5 failure reason
 
-        v5 = broker.protocol == "5"
+        self.version = VersionChoice(broker.protocol)
+        self._connect_pending = False  # a CONNECT went out and no CONNACK came back yet
+        v5 = self.version.version == V5
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=client_id,
@@ -170,6 +190,7 @@ class MqttPublisher:
             client.tls_set_context(tls_context(broker.tls))
         self._set_will(client)
         client.on_pre_connect = self._on_pre_connect
+        client.on_connect_fail = self._on_connect_fail
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
@@ -188,7 +209,7 @@ class MqttPublisher:
             self.broker.host,
             self.broker.port,
             self.client_id,
-            self.broker.protocol,
+            self.version.describe,
             self.boot,
         )
         self._client.connect_async(
@@ -272,7 +293,22 @@ class MqttPublisher:
         client.will_set(self.topic[Channel.STATE], encode(will), qos=QOS, retain=True)
 
     def _on_pre_connect(self, client: mqtt.Client, userdata: Any) -> None:
+        if client.protocol != _PAHO_VERSION[self.version.version]:
+            _switch_protocol(client, self.version.version)
+        self._connect_pending = True
         self._set_will(client)
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        self._connect_pending = False  # no TCP/TLS connection: not the broker's answer
+
+    def _on_version_change(self, changed: bool) -> None:
+        if changed:
+            log.warning(
+                "mqtt: %s:%d does not speak MQTT 5; using %s from now on",
+                self.broker.host,
+                self.broker.port,
+                self.version.describe,
+            )
 
     def _on_connect(
         self,
@@ -282,9 +318,12 @@ class MqttPublisher:
         reason_code: ReasonCode,
         properties: Properties | None,
     ) -> None:
+        self._connect_pending = False
         if reason_code.is_failure:
             log.error("mqtt: broker refused the connection: %s", reason_code)
+            self._on_version_change(self.version.refused(reason_code.value))
             return
+        self.version.connected()
         self.connects += 1
         self._connected.set()
         log.info("mqtt: connected to %s:%d", self.broker.host, self.broker.port)
@@ -309,6 +348,9 @@ class MqttPublisher:
     ) -> None:
         was_connected = self._connected.is_set()
         self._connected.clear()
+        if self._connect_pending and not self._stopping:
+            self._connect_pending = False
+            self._on_version_change(self.version.closed_without_connack())
         if not self._stopping:
             log.warning("mqtt: disconnected (%s); paho reconnects with backoff", reason_code)
         if was_connected:

@@ -70,6 +70,9 @@ class ConnectionStatus(msgspec.Struct, kw_only=True):
     broker: str
     connects: int
     since_ms: int | None  # when the current state (connected or not) began
+    # MQTT version of the next (or current) connection and why: "5 (auto)",
+    # "3.1.1 (auto: fell back from 5, ...)", "5 (pinned)"; "" before the publisher exists.
+    protocol: str = ""
 
 
 class AckStatus(msgspec.Struct, kw_only=True):
@@ -148,7 +151,7 @@ def render_text(s: AgentStatus) -> list[str]:
     lines = [
         f"gateway {s.gateway} (site {s.site}), boot {s.boot}, agent {s.version}",
         f"broker {c.broker}: {'connected' if c.connected else 'DISCONNECTED'} "
-        f"(since {_when(c.since_ms)}, {c.connects} connect(s))",
+        f"(since {_when(c.since_ms)}, {c.connects} connect(s), MQTT {c.protocol or '-'})",
         f"spool {sp.path}: {sp.batches} batch(es), {sp.readings} reading(s), "
         f"{sp.bytes}/{sp.max_bytes} bytes, oldest {oldest}, policy {sp.policy}",
         f"readings/s {s.readings_per_s:.1f} in, {s.published_readings_per_s:.1f} published; "
@@ -189,6 +192,7 @@ def render_html(s: AgentStatus, *, token_required: bool) -> str:
     state = "connected" if c.connected else '<span class="bad">DISCONNECTED</span>'
     rows = [
         ("Broker", f"{e(c.broker)}: {state} since {e(_when(c.since_ms))}"),
+        ("MQTT version", e(c.protocol or "-")),
         ("Spool", e(f"{sp.batches} batches, {sp.readings} readings, {sp.bytes}/{sp.max_bytes} B")),
         ("Oldest in spool", e("-" if sp.oldest_age_s is None else f"{sp.oldest_age_s:.1f} s")),
         ("Readings/s", e(f"{s.readings_per_s:.1f} in, {s.published_readings_per_s:.1f} out")),
