@@ -88,9 +88,15 @@ async def _metadata(_: Request, exc: Exception) -> Response:
     return problem(500, "the metadata store failed", code="internal")
 
 
+async def _unexpected(_: Request, exc: Exception) -> Response:
+    log.error("API request failed", exc_info=exc)
+    return problem(500, "an unexpected error; see the service log", code="internal")
+
+
 def install_handlers(app: FastAPI) -> None:
     app.add_exception_handler(HTTPException, _http)
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(LifecycleError, _lifecycle)
     app.add_exception_handler(PlanError, _plan)
     app.add_exception_handler(MetadataError, _metadata)
+    app.add_exception_handler(Exception, _unexpected)  # starlette still re-raises it (logs)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from conftest import NOW, Api, assert_problem
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from cloud_service.api import ApiSettings
 
@@ -52,3 +53,26 @@ async def test_anonymous_reading_when_allowed_but_never_writing(api: Api) -> Non
     assert_problem(await api.client.post(f"/api/v1/alerts/{event.alert.id}/ack"), 401)
     bad = api.auth("fd_" + "B" * 43)
     assert_problem(await api.client.get("/api/v1/alerts", headers=bad), 401)
+
+
+async def test_the_openapi_document_describes_the_endpoints(api: Api) -> None:
+    response = await api.client.get("/api/v1/openapi.json")
+    assert response.status_code == 200
+    paths = response.json()["paths"]
+    assert {"/api/v1/alerts/{alert_id}/ack", "/api/v1/plans", "/api/v1/alerts/stream"} <= set(paths)
+    ack_params = {p["name"] for p in paths["/api/v1/alerts/{alert_id}/ack"]["post"]["parameters"]}
+    assert ack_params == {"alert_id"}  # the key is a security scheme, not a parameter
+    assert response.json()["components"]["securitySchemes"].keys() == {"HTTPBearer", "APIKeyHeader"}
+
+
+async def test_an_unavailable_store_is_503(api: Api) -> None:
+    # Point the plan store at a database that refuses connections.
+    api.deps.plans.engine = create_async_engine(
+        "postgresql+asyncpg://postgres@127.0.0.1:1/none", connect_args={"timeout": 2}
+    )
+    try:
+        response = await api.client.get("/api/v1/plans", headers=api.auth())
+    finally:
+        await api.deps.plans.engine.dispose()
+    assert_problem(response, 503, "unavailable")
+    assert response.headers["retry-after"] == "5"
