@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from edge_agent.alerts import AlertBook
+from edge_agent.andon import AndonDriver
 from edge_agent.batcher import Batcher
 from edge_agent.config import AgentConfig, DropPolicy
 from edge_agent.delivery import Outbox, TokenBucket
@@ -71,6 +72,7 @@ class Agent:
         self.store = store
         self.quarantined = [str(quarantined)] if quarantined else []
         self.publisher: MqttPublisher | None = None
+        self.andon: AndonDriver | None = None  # set by the runner when [andon] is configured
         self.ordinal = store.begin_boot(boot, started_ms)
         self.batcher = Batcher(
             gateway=config.gateway,

@@ -73,6 +73,7 @@ from shared.ids import InvalidIdError
 from shared.topics import DEFAULT_PREFIX, TopicScheme
 
 from .config_runtime import (
+    AndonConfig,
     BatchingConfig,
     BrokerConfig,
     ClockConfig,
@@ -115,6 +116,7 @@ __all__ = [
     "REGISTER_WIDTH",
     "SOURCE_TYPES",
     "AgentConfig",
+    "AndonConfig",
     "BatchingConfig",
     "BrokerConfig",
     "ClockConfig",
@@ -163,6 +165,7 @@ class AgentConfig(Model, frozen=True, kw_only=True):
     delivery: DeliveryConfig = msgspec.field(default_factory=DeliveryConfig)
     status: StatusConfig = msgspec.field(default_factory=StatusConfig)
     clock: ClockConfig = msgspec.field(default_factory=ClockConfig)
+    andon: AndonConfig | None = None
     sources: Annotated[list[SourceConfig], msgspec.Meta(min_length=1)]
     signals: Annotated[list[SignalConfig], msgspec.Meta(min_length=1)]
 
@@ -231,6 +234,15 @@ def _cross_reference_issues(cfg: AgentConfig) -> Issues:
             )
             continue
         issues.extend(_addressing_issues(i, sig, owner))
+    if cfg.andon is not None and cfg.andon.source is not None:
+        owner = sources.get(cfg.andon.source)
+        if owner is None:
+            known = ", ".join(sorted(sources)) or "none"
+            issues.append(
+                (("andon", "source"), f"unknown source {cfg.andon.source!r} (defined: {known})")
+            )
+        elif owner.type != "modbus":
+            issues.append((("andon", "source"), f"{owner.id!r} is {owner.type}, not modbus"))
     if cfg.delivery.window > cfg.broker.max_queued:
         issues.append(
             (

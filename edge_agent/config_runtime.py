@@ -6,7 +6,10 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal
 
+import msgspec
 from msgspec import Meta
+
+from shared.messages import Severity
 
 from .config_types import FilePath, FiniteFloat, IdStr, Model, Port, Problems, Secret
 
@@ -137,3 +140,32 @@ class ClockConfig(Model, frozen=True, kw_only=True):
     step_threshold_ms: Annotated[int, Meta(ge=1)] = 1000
     # Readings stamped before this are UNCERTAIN: the clock was evidently never set.
     min_valid_ms: Annotated[int, Meta(ge=0)] = 1_704_067_200_000  # 2024-01-01T00:00:00Z
+
+
+class AndonConfig(Model, frozen=True, kw_only=True):
+    """An andon light on a Modbus coil: ON while the agent holds an active alert of one of
+    ``severities`` (with ``unacknowledged_only``: an active one nobody acknowledged yet), OFF
+    otherwise. The coil is written on every change, retried every ``retry_s`` after a failure
+    and rewritten every ``refresh_s`` (a PLC that restarted gets its light back).
+
+    The device: ``source`` names a Modbus source (its host, port, unit id and timeout), or
+    ``host``/``port``/``unit_id`` give one that is only an andon.
+    """
+
+    source: IdStr | None = None
+    host: Annotated[str, Meta(min_length=1)] | None = None
+    port: Port = 502
+    unit_id: Annotated[int, _range(0, 255)] | None = None  # default: the source's, else 1
+    coil: Annotated[int, _range(0, 65535)]
+    severities: Annotated[list[Severity], Meta(min_length=1)] = msgspec.field(
+        default_factory=lambda: [Severity.CRITICAL]
+    )
+    unacknowledged_only: bool = False
+    timeout_s: Annotated[float, _range(0, 60, gt=True)] = 1.0
+    retry_s: Annotated[float, _range(0, 3600, gt=True)] = 2.0
+    refresh_s: Annotated[float, _range(0, 86_400, gt=True)] = 30.0
+
+    def problems(self) -> Problems:
+        if (self.source is None) == (self.host is None):
+            return [((), "give either source (a modbus source's id) or host, not both")]
+        return []

@@ -348,6 +348,8 @@ def _kind(value: object) -> str:
 
 def _choices(tp: Any) -> list[object] | None:
     base, _ = _split(tp)
+    if typing.get_origin(base) is list:
+        return _choices(typing.get_args(base)[0])
     arms = [a for a in (_union_args(base) or (base,)) if a is not _NONE_TYPE]
     out: list[object] = []
     for annotated in arms:
@@ -368,7 +370,7 @@ def _one_of(choices: list[object], got: object) -> str:
 def _explain(message: str, tp: Any, value: object) -> str:
     """msgspec's terse message, in words a gateway's installer reads without the docs."""
     message = message.split(" - at `$", 1)[0]
-    choices = _choices(tp)
+    choices = _choices(tp) if message.startswith("Invalid enum value") else None
     if choices is not None:
         return "must be one of " + ", ".join(repr(c) for c in choices)
     match = _EXPECTED.match(message)

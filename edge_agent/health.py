@@ -71,4 +71,5 @@ def build_status(agent: Agent) -> AgentStatus:
         pending_alert_acks=len(agent.alerts.pending_acks()),
         config_hash=agent.config.config_hash(),
         reloads=agent.reloads,
+        andon=None if agent.andon is None else agent.andon.status,
     )

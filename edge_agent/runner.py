@@ -22,6 +22,7 @@ from typing import Final
 import msgspec
 
 from edge_agent.agent import Agent
+from edge_agent.andon import AndonDriver, andon_target
 from edge_agent.config import AgentConfig, load_config
 from edge_agent.delivery import TokenBucket
 from edge_agent.errors import ConfigError
@@ -40,7 +41,7 @@ log = logging.getLogger(__name__)
 #: How long a graceful stop waits for the broker to acknowledge what is queued.
 STOP_TIMEOUT_S: Final = 5.0
 #: Sections a reload cannot change in a running agent.
-RESTART_ONLY: Final = ("site", "gateway", "topic_prefix", "broker", "status")
+RESTART_ONLY: Final = ("site", "gateway", "topic_prefix", "broker", "status", "andon")
 
 
 async def run_agent(
@@ -83,6 +84,10 @@ async def run_agent(
                 log.error("status page not started on %s: %s", config.status.port, exc)
                 server = None
         publisher.start()
+        target = andon_target(config)
+        if config.andon is not None and target is not None:
+            agent.andon = AndonDriver(config.andon, target, agent.alerts.active)
+            agent.andon.start()
         agent.start_polling()
         expirer = asyncio.create_task(_expire_periodically(agent), name="spool-expiry")
         if on_ready is not None and not on_ready.done():
@@ -96,6 +101,8 @@ async def run_agent(
             expirer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await expirer
+        if agent.andon is not None:
+            await agent.andon.stop()
         await agent.stop_polling()
         agent.close_batches()
         await _wait_acked(agent, agent.config.delivery.stop_ack_wait_s)

@@ -75,6 +75,15 @@ class ConnectionStatus(msgspec.Struct, kw_only=True):
     protocol: str = ""
 
 
+class AndonStatus(msgspec.Struct, kw_only=True):
+    device: str  # host:port/unit coil N
+    wanted: bool
+    lit: bool | None  # what the coil was last written to; None: never written
+    writes: int
+    failures: int
+    last_error: str | None
+
+
 class AckStatus(msgspec.Struct, kw_only=True):
     boot: str
     seq: int
@@ -116,6 +125,7 @@ class AgentStatus(msgspec.Struct, kw_only=True):
     pending_alert_acks: int
     config_hash: str
     reloads: int = 0
+    andon: AndonStatus | None = None
 
 
 _encoder: Final = msgspec.json.Encoder(order="deterministic")
@@ -170,6 +180,8 @@ def render_text(s: AgentStatus) -> list[str]:
     if s.clock_steps:
         lines.append(f"clock steps: {s.clock_steps} (last {s.last_clock_step_ms:+d} ms)")
     lines.append(f"active alerts: {len(s.alerts)} ({s.pending_alert_acks} ack(s) to send)")
+    if s.andon is not None:
+        lines.append(f"andon {s.andon.device}: {_andon_text(s.andon)}")
     for a in s.alerts:
         state = "acknowledged" if a.acked else "UNACKNOWLEDGED"
         lines.append(f"  [{a.severity}] {a.id} {a.title} ({a.subject}), {state}")
@@ -183,6 +195,13 @@ _PAGE_STYLE: Final = (
     "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.3em .6em;"
     "text-align:left}.critical{background:#fdd}.warning{background:#ffd}.bad{color:#b00}"
 )
+
+
+def _andon_text(a: AndonStatus) -> str:
+    lit = {True: "ON", False: "OFF", None: "unknown"}[a.lit]
+    wanted = "" if a.lit is a.wanted else f", should be {'ON' if a.wanted else 'OFF'}"
+    err = f", last error: {a.last_error}" if a.last_error else ""
+    return f"{lit}{wanted} ({a.writes} write(s), {a.failures} failure(s){err})"
 
 
 def render_html(s: AgentStatus, *, token_required: bool) -> str:
@@ -207,6 +226,8 @@ def render_html(s: AgentStatus, *, token_required: bool) -> str:
         ),
     ]
     rows.extend(("Quarantined spool", e(q)) for q in sp.quarantined)
+    if s.andon is not None:
+        rows.append(("Andon", e(f"{s.andon.device}: {_andon_text(s.andon)}")))
     table = "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows)
     sources = "".join(
         f"<tr><td>{e(x.id)}</td><td>{e(x.type)}</td><td>{x.reads}</td><td>{x.comm_failures}</td>"

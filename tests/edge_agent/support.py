@@ -248,3 +248,58 @@ async def influx_points(
 
 def good_values(points: dict[int, tuple[float | None, int]]) -> set[int]:
     return {int(v) for v, q in points.values() if v is not None and q == 0}
+
+
+class CoilDevice:
+    """A real Modbus TCP server (pymodbus) with 32 coils, for the andon light: records every
+    write and can be stopped and restarted (a restart clears the coils, as a PLC's would)."""
+
+    def __init__(self, port: int | None = None, unit_id: int = 1) -> None:
+        self.port = port or free_port()
+        self.unit_id = unit_id
+        self.writes: list[tuple[int, bool]] = []  # (coil, value) accepted since the last start
+        self._server: ModbusTcpServer | None = None
+
+    async def _on_access(
+        self,
+        function_code: int,
+        start_address: int,
+        address: int,
+        count: int,
+        current_registers: list[int],
+        set_values: list[int] | list[bool] | None,
+    ) -> ExcCodes | None:
+        if function_code == 5 and set_values is not None:
+            self.writes.append((address, bool(set_values[0])))
+        return None
+
+    async def start(self) -> None:
+        self.writes = []  # a restarted device has lost its coils
+        coils = [SimData(0, count=32, values=False, datatype=DataType.BITS)]
+        inputs = [SimData(0, count=1, values=False, datatype=DataType.BITS)]
+        registers = [SimData(0, count=1, values=0, datatype=DataType.UINT16)]
+        device = SimDevice(
+            id=self.unit_id,
+            simdata=(coils, inputs, registers, registers),
+            action=self._on_access,
+        )
+        server = ModbusTcpServer(device, address=("127.0.0.1", self.port))
+        await server.serve_forever(background=True)
+        self._server = server
+
+    async def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            await server.shutdown()  # type: ignore[no-untyped-call]
+            await asyncio.sleep(0)
+
+    def value(self, coil: int) -> bool | None:
+        """The coil's last written value (None: never written since the last start)."""
+        return next((v for c, v in reversed(self.writes) if c == coil), None)
+
+    async def __aenter__(self) -> CoilDevice:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
