@@ -17,6 +17,7 @@ from typing import Any
 from cloud_service.errors import MetadataError
 from cloud_service.ingest.worker import IngestWorker
 from cloud_service.ingest.writer import now_ms
+from cloud_service.live.runtime import LiveRuntime
 from cloud_service.metadata import MetadataStore, SqlDeadLetterStore
 from cloud_service.metrics import IngestMetrics, serve
 from cloud_service.settings import CloudSettings
@@ -47,6 +48,7 @@ class CloudApp:
     metadata: MetadataStore
     ingest: IngestWorker
     metrics: IngestMetrics
+    runtime: LiveRuntime | None = None  # analytics, alerts, API (None: ingest only)
     metrics_port: int | None = None
     _metrics_server: Any = field(default=None, repr=False)
 
@@ -56,7 +58,20 @@ class CloudApp:
 
     def status(self) -> dict[str, Any]:
         """Condition of the service (for an API health endpoint and tests)."""
-        return {"ingest": self.ingest.stats.as_dict(), "metrics_port": self.metrics_port}
+        out: dict[str, Any] = {
+            "ingest": self.ingest.stats.as_dict(),
+            "metrics_port": self.metrics_port,
+        }
+        r = self.runtime
+        if r is not None:
+            out["live"] = {
+                "series": len(r.live.index),
+                "points": r.live.points,
+                "forecast_errors": r.live.forecast_errors,
+                "evaluations": r.monitor.evaluations if r.monitor else 0,
+                "open_alerts": len(r.service.open_alerts()) if r.service else 0,
+            }
+        return out
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set; waits for both stores to answer before ingesting."""
@@ -71,6 +86,10 @@ class CloudApp:
             if m.port is not None:
                 self._metrics_server, self.metrics_port = serve(self.metrics, m.host, m.port)
                 log.info("metrics on http://%s:%d/metrics", m.host, self.metrics_port)
+            live: asyncio.Task[None] | None = None
+            if self.runtime is not None:
+                await self.runtime.start()
+                live = asyncio.create_task(self.runtime.run(stop), name="live")
             # Never cancelled: a cancel inside an SQLite transaction can leave the file locked.
             done = asyncio.Event()
             flusher = asyncio.create_task(self._flush_periodically(stop, done))
@@ -80,6 +99,9 @@ class CloudApp:
                 done.set()
                 await flusher
                 await self._flush()
+                if live is not None:
+                    stop.set()
+                    await live
         finally:
             if self._metrics_server is not None:
                 self._metrics_server.shutdown()
@@ -140,4 +162,8 @@ def build_app(settings: CloudSettings) -> CloudApp:
     worker = IngestWorker(
         settings, store, metadata.dead_letters, registry=metadata.registry, metrics=metrics
     )
-    return CloudApp(settings, store, metadata, worker, metrics)
+    app = CloudApp(settings, store, metadata, worker, metrics)
+    if settings.live.enabled:
+        app.runtime = LiveRuntime.build(settings, metadata.engine, worker)
+        app.runtime.status = app.status
+    return app

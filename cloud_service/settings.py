@@ -13,7 +13,10 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from cloud_service.alerts.settings import AlertSettings
+from cloud_service.api.settings import ApiSettings
 from cloud_service.errors import ConfigError
+from cloud_service.live.settings import LiveSettings
 from shared.codec import Limits
 from shared.ids import check_id
 from shared.topics import DEFAULT_PREFIX, TopicScheme
@@ -142,6 +145,9 @@ class CloudSettings(BaseSettings):
     metadata: Annotated[MetadataSettings, Field(default_factory=MetadataSettings)]
     health: Annotated[HealthSettings, Field(default_factory=HealthSettings)]
     metrics: Annotated[MetricsSettings, Field(default_factory=MetricsSettings)]
+    live: Annotated[LiveSettings, Field(default_factory=LiveSettings)]
+    alerts: Annotated[AlertSettings, Field(default_factory=AlertSettings)]
+    api: Annotated[ApiSettings, Field(default_factory=ApiSettings)]
 
     @classmethod
     def settings_customise_sources(

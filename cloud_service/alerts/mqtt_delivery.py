@@ -61,7 +61,8 @@ class MqttAlertLink:
         self.on_ack = on_ack
         self.retry_s = retry_s
         self._decoder = MessageDecoder(AlertAck)
-        self.client = make_client(mqtt_settings, client_id=settings.client_id, manual_ack=True)
+        client_id = settings.client_id or f"{mqtt_settings.client_id}-alerts"
+        self.client = make_client(mqtt_settings, client_id=client_id, manual_ack=True)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message

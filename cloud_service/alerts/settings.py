@@ -165,12 +165,13 @@ class MqttAlertSettings(_Section):
     """Alert-specific MQTT options; the broker connection is the cloud's ``[mqtt]``."""
 
     enabled: bool = True
-    client_id: str = "flightdeck-cloud-alerts-1"
+    #: None: the ingest client id + "-alerts", so every cloud worker has its own session.
+    client_id: str | None = None
 
     @field_validator("client_id")
     @classmethod
-    def _cid(cls, value: str) -> str:
-        return check_id(value, "MQTT client")
+    def _cid(cls, value: str | None) -> str | None:
+        return None if value is None else check_id(value, "MQTT client")
 
 
 class StreamSettings(_Section):

@@ -59,6 +59,11 @@ class Monitor:
         """Evaluate as soon as possible (safe to call from the event loop only)."""
         self._wake.set()
 
+    def force_refresh(self) -> None:
+        """Recompute forecasts and plan figures at the next step (the plan changed)."""
+        self._next_refresh_ms = 0
+        self.wake()
+
     def set_rules(self, rules: Sequence[Rule]) -> None:
         self.rules = list(rules)
         self.wake()

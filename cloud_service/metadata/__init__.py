@@ -7,13 +7,16 @@ owned by the Alembic migrations in ``cloud_service/migrations``, applied at star
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cloud_service.metadata.deadletters import SqlDeadLetterStore
 from cloud_service.metadata.engine import create_engine, migrate
 from cloud_service.metadata.registry import SqlRegistry
-from cloud_service.settings import MetadataSettings
+
+if TYPE_CHECKING:  # settings import the API, which imports the alert store, which imports us
+    from cloud_service.settings import MetadataSettings
 
 __all__ = [
     "MetadataStore",

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import threading
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from alembic import command
 from alembic.config import Config
@@ -23,7 +23,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from cloud_service import migrations
 from cloud_service.errors import MigrationError
-from cloud_service.settings import MetadataSettings
+
+if TYPE_CHECKING:  # settings import the API, which imports the alert store, which imports us
+    from cloud_service.settings import MetadataSettings
 
 log = logging.getLogger(__name__)
 
@@ -62,19 +64,26 @@ def alembic_config() -> Config:
 
 # Alembic keeps its running environment in module globals (``alembic.context``): two upgrades
 # in one process at once (aiosqlite runs each connection in its own thread) corrupt each other.
+# The lock is taken before a connection is opened: a waiter holding an open SQLite transaction
+# could otherwise block the holder's writes while it waits for the lock.
 _ALEMBIC_LOCK = threading.Lock()
 
 
 def _upgrade(connection: Connection, config: Config, revision: str) -> None:
     config.attributes["connection"] = connection
-    with _ALEMBIC_LOCK:
-        command.upgrade(config, revision)
+    command.upgrade(config, revision)
+
+
+async def _acquire(lock: threading.Lock) -> None:
+    while not lock.acquire(blocking=False):  # noqa: ASYNC110 - a thread lock, polled: a cancelled wait leaves nothing held
+        await asyncio.sleep(0.01)
 
 
 async def migrate(engine: AsyncEngine, revision: str = "head", attempts: int = 5) -> None:
     """Bring the schema to ``revision``; idempotent, safe with concurrent workers."""
     config = alembic_config()
     for attempt in range(1, attempts + 1):
+        await _acquire(_ALEMBIC_LOCK)
         try:
             async with engine.begin() as conn:
                 if conn.dialect.name == "postgresql":
@@ -90,4 +99,6 @@ async def migrate(engine: AsyncEngine, revision: str = "head", attempts: int = 5
                     backend=engine.dialect.name,
                 ) from exc
             log.warning("metadata migration attempt %d failed (%s); retrying", attempt, exc)
-            await asyncio.sleep(0.2 * attempt)
+        finally:
+            _ALEMBIC_LOCK.release()
+        await asyncio.sleep(0.2 * attempt)

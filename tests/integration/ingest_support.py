@@ -79,6 +79,7 @@ def cloud_settings(
             "retry_cap_s": 0.5,
             **sections.pop("ingest", {}),
         },
+        api={"port": 0, **sections.pop("api", {})},
         **sections,
     )
 

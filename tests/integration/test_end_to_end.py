@@ -148,6 +148,7 @@ async def test_stock_level_reaches_influxdb_with_device_timestamps_and_tags(
                 },
                 influx={"url": influxd.url, "database": database},
                 ingest={"max_age_s": 0.05},
+                api={"port": 0},
                 metadata={"url": f"sqlite+aiosqlite:///{tmp_path / 'meta.sqlite'}"},
             )
         )

@@ -1,0 +1,163 @@
+"""Everything after ingest, assembled: live analytics, rules, lifecycle, delivery and the API.
+
+Built without I/O by :meth:`LiveRuntime.build` (from the app factory); :meth:`start` runs
+once the metadata store is migrated (it restores the lifecycle and loads the plan);
+:meth:`run` drives the tasks until stopped: the monitor (rules), the dispatcher (outbox to
+sinks), the MQTT alert link (alerts to the plant, acknowledgements back) and the API server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from cloud_service.alerts.dispatcher import Dispatcher
+from cloud_service.alerts.email import SmtpSink
+from cloud_service.alerts.mqtt_delivery import MqttAlertLink, MqttAlertSink
+from cloud_service.alerts.outbox import AlertSink, OutboxPolicy
+from cloud_service.alerts.routing import Router
+from cloud_service.alerts.rules import DEFAULT_RULES, Rule, load_rules
+from cloud_service.alerts.service import AlertService
+from cloud_service.alerts.store import SqlAlertStore
+from cloud_service.alerts.stream import AlertStream
+from cloud_service.alerts.webhooks import WebhookSink
+from cloud_service.api.app import ApiDeps, create_api
+from cloud_service.api.keys import SqlApiKeyStore
+from cloud_service.api.server import ApiServer
+from cloud_service.ingest.health import HealthCore
+from cloud_service.ingest.worker import IngestWorker
+from cloud_service.live.analytics import LiveAnalytics
+from cloud_service.live.monitor import Monitor, wall_ms
+from cloud_service.plans.model import PlanBook
+from cloud_service.plans.store import SqlPlanStore
+from cloud_service.settings import CloudSettings
+from shared.messages import AlertAck
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LiveRuntime:
+    settings: CloudSettings
+    live: LiveAnalytics
+    alert_store: SqlAlertStore
+    router: Router
+    dispatcher: Dispatcher
+    link: MqttAlertLink | None
+    plans: SqlPlanStore
+    keys: SqlApiKeyStore
+    health: HealthCore
+    rules: list[Rule]
+    status: Callable[[], dict[str, Any]] = field(default=lambda: {})
+    stream: AlertStream | None = None
+    service: AlertService | None = None
+    monitor: Monitor | None = None
+    api: ApiServer | None = None
+    api_error: str | None = None
+
+    @classmethod
+    def build(
+        cls, settings: CloudSettings, engine: AsyncEngine, ingest: IngestWorker
+    ) -> LiveRuntime:
+        a = settings.alerts
+        rules = load_rules(a.rules_file or DEFAULT_RULES)  # a bad file stops start-up, by field
+        live = LiveAnalytics(settings.live)
+        ingest.core.on_batch = live.on_batch
+        ingest.core.on_birth = live.on_birth
+        store = SqlAlertStore(engine)
+        policy = OutboxPolicy.from_settings(a.outbox)
+        router = Router(a, policy)
+        sinks: dict[str, AlertSink] = {"webhook": WebhookSink(a.webhooks)}
+        if a.email is not None:
+            sinks["email"] = SmtpSink(a.email)
+        runtime_ref: list[LiveRuntime] = []
+
+        async def on_ack(ack: AlertAck, site: str, gateway: str) -> object:
+            service = runtime_ref[0].service
+            if service is None:
+                raise RuntimeError("alert service not started")  # the link retries
+            return await service.acknowledge_from_plant(
+                ack, site=site, gateway=gateway, now_ms=wall_ms()
+            )
+
+        link = MqttAlertLink(settings.mqtt, a.mqtt, on_ack) if a.mqtt.enabled else None
+        if link is not None:
+            sinks["mqtt"] = MqttAlertSink(link)
+        o = a.outbox
+        dispatcher = Dispatcher(
+            store, sinks, policy, router.summary,
+            batch=o.batch, lease_ms=int(o.lease_s * 1000), concurrency=o.concurrency,
+        )  # fmt: skip
+        runtime = cls(
+            settings, live, store, router, dispatcher, link,
+            SqlPlanStore(engine), SqlApiKeyStore(engine), ingest.health, rules,
+        )  # fmt: skip
+        runtime_ref.append(runtime)
+        ingest.on_health_event = lambda _event: runtime.wake()
+        return runtime
+
+    def wake(self) -> None:
+        if self.monitor is not None:
+            self.monitor.wake()
+
+    def set_plans(self, book: PlanBook) -> None:
+        self.live.set_plans(book)
+        if self.monitor is not None:
+            self.monitor.force_refresh()
+
+    async def start(self) -> None:
+        """After migrations: restore the lifecycle, resume the stream's ids, load the plan."""
+        self.stream = AlertStream(
+            self.settings.alerts.stream,
+            history=self.alert_store,
+            start_after=await self.alert_store.last_event_id(),
+        )
+        self.service = await AlertService.open(
+            self.alert_store, self.router, stream=self.stream, on_enqueue=self.dispatcher.wake
+        )
+        self.live.set_plans(await self.plans.load())
+        self.monitor = Monitor(self.live, self.service, self.rules, health=self.health)
+        self.live.on_change = self.monitor.wake
+
+    async def run(self, stop: asyncio.Event) -> None:
+        assert self.service is not None, "call start() first"
+        assert self.monitor is not None
+        assert self.stream is not None
+        tasks = [
+            asyncio.create_task(self.monitor.run(stop), name="monitor"),
+            asyncio.create_task(self.dispatcher.run(stop), name="dispatcher"),
+        ]
+        if self.link is not None:
+            tasks.append(asyncio.create_task(self.link.run(stop), name="alert-link"))
+        api = self.settings.api
+        if api.enabled:
+            deps = ApiDeps(
+                alerts=self.service, alert_store=self.alert_store, stream=self.stream,
+                plans=self.plans, keys=self.keys, status=self.status,
+                on_plans_changed=self.set_plans,
+            )  # fmt: skip
+            server = ApiServer(create_api(deps, api), api)
+            try:
+                await server.start()
+            except OSError as exc:  # the data path goes on without the API; loudly
+                self.api_error = str(exc)
+                log.error("REST API not serving: %s", exc)
+            else:
+                self.api = server
+                log.info("API on http://%s:%d/api/v1", api.host, server.port)
+        try:
+            await stop.wait()
+        finally:
+            self.stream.close()
+            if self.api is not None:
+                await self.api.stop()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 10)
+            for t in tasks:
+                t.cancel()
