@@ -164,6 +164,6 @@ def build_app(settings: CloudSettings) -> CloudApp:
     )
     app = CloudApp(settings, store, metadata, worker, metrics)
     if settings.live.enabled:
-        app.runtime = LiveRuntime.build(settings, metadata.engine, worker)
+        app.runtime = LiveRuntime.build(settings, metadata.engine, worker, store)
         app.runtime.status = app.status
     return app

@@ -37,7 +37,13 @@ from cloud_service.alerts.inputs import (
 from cloud_service.analytics import depletion
 from cloud_service.analytics.codes import Reason, reason_name
 from cloud_service.analytics.engine import F64, I64, AnomalyEngine, AnomalyEvents
-from cloud_service.analytics.plan import PlanPeriod, adherence
+from cloud_service.analytics.plan import (
+    Adherence,
+    DemandVsPlan,
+    PlanPeriod,
+    adherence,
+    demand_vs_plan,
+)
 from cloud_service.ingest.health import GatewayView
 from cloud_service.live.series import SeriesIndex, SeriesInfo
 from cloud_service.live.settings import LiveSettings
@@ -108,6 +114,8 @@ class LiveAnalytics:
         self.index = SeriesIndex()
         self.engine = AnomalyEngine(1024, sink=self)
         self.on_change = on_change
+        #: Every onset, live or replayed (the write-back to InfluxDB).
+        self.on_events: Callable[[AnomalyEvents], None] | None = None
         self._stock: dict[int, BucketTrail] = {}
         self._counter: dict[int, BucketTrail] = {}
         self._recent: dict[int, _Recent] = {}
@@ -115,6 +123,10 @@ class LiveAnalytics:
         self.stock_figures: list[StockFigures] = []
         self.consumption_figures: list[ConsumptionFigures] = []
         self.production_figures: list[ProductionFigures] = []
+        #: The results behind the figures, for the write-back to InfluxDB (``outputs``).
+        self.depletion_results: list[tuple[SeriesInfo, depletion.DepletionResult]] = []
+        self.adherence_results: list[tuple[SeriesInfo, Adherence]] = []
+        self.demand_results: list[tuple[SeriesInfo, DemandVsPlan]] = []
         self.points = 0
         self.forecast_errors = 0
 
@@ -150,20 +162,32 @@ class LiveAnalytics:
             kind = infos[sid].kind
             if kind is None or kind is SignalKind.SENSOR or not math.isfinite(v):
                 continue
-            if kind is SignalKind.PRODUCTION_COUNT:
-                trail = self._counter.get(sid)
-                if trail is None:
-                    size = self.settings.counter_history_h * 60
-                    trail = self._counter[sid] = BucketTrail(MINUTE_MS, size)
-            else:
-                trail = self._stock.get(sid)
-                if trail is None:
-                    size = self.settings.stock_history_days * 24
-                    trail = self._stock[sid] = BucketTrail(HOUR_MS, size)
-            trail.add(t, v)
+            trail = self._stock.get(sid) or self._counter.get(sid) or self.trail(sid)
+            if trail is not None:
+                trail.add(t, v)
+
+    def trail(self, sid: int) -> BucketTrail | None:
+        """The bounded history kept for a stock level or counter (created on first use);
+        None for other signals."""
+        kind = self.index.infos[sid].kind
+        if kind is SignalKind.PRODUCTION_COUNT:
+            trail = self._counter.get(sid)
+            if trail is None:
+                size = self.settings.counter_history_h * 60
+                trail = self._counter[sid] = BucketTrail(MINUTE_MS, size)
+            return trail
+        if kind in (SignalKind.STOCK_LEVEL, SignalKind.CONSUMPTION):
+            trail = self._stock.get(sid)
+            if trail is None:
+                size = self.settings.stock_history_days * 24
+                trail = self._stock[sid] = BucketTrail(HOUR_MS, size)
+            return trail
+        return None
 
     # -- AnalyticsSink (the engine calls these) -------------------------------------------
     def on_anomalies(self, events: AnomalyEvents) -> None:
+        if self.on_events is not None:
+            self.on_events(events)
         if events.historical:
             return  # replayed data is recorded, never alerted on
         fresh = False
@@ -199,6 +223,7 @@ class LiveAnalytics:
         """Recompute the slow figures: depletion, consumption and production against plan."""
         stock: list[StockFigures] = []
         consumption: list[ConsumptionFigures] = []
+        self.depletion_results, self.adherence_results, self.demand_results = [], [], []
         for sid, trail in self._stock.items():
             info = self.index.infos[sid]
             if info.spec is None or info.spec.sku is None:
@@ -249,6 +274,7 @@ class LiveAnalytics:
             self.forecast_errors += 1
             log.debug("depletion of %s/%s failed: %s", info.site, spec.sku, exc)
             return base
+        self.depletion_results.append((info, result))
         h = result.hours_from(now_ms)
         return StockFigures(
             site=info.site, sku=sku, stock=result.stock, location=spec.location,
@@ -294,6 +320,7 @@ class LiveAnalytics:
             sd = float(np.std(past, ddof=1))
             sigma = excess_now / max(sd, 1.0)
         safety = policy.safety_stock if policy else 0.0
+        self.demand_results.append((info, demand_vs_plan(actual(now_ms), planned_now, safety)))
         return ConsumptionFigures(
             site=info.site, sku=sku, actual=actual(now_ms), planned=planned_now,
             location=spec.location, gateway=info.gateway, unit=spec.unit or "units",
@@ -323,6 +350,7 @@ class LiveAnalytics:
         if ts.size == 0 or (ts[0] > period.start_ms + MINUTE_MS and now_ms - ts[0] < HOUR_MS):
             return None  # no reading from before the period: attainment unknown yet
         a = adherence(ts, total, period, now_ms, rate_window_h=self.settings.rate_window_h)
+        self.adherence_results.append((info, a))
 
         def known(x: float) -> float | None:
             return x if math.isfinite(x) else None

@@ -13,7 +13,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -54,6 +55,9 @@ class Monitor:
         self.failures = 0
         self._next_refresh_ms = 0
         self._wake = asyncio.Event()
+        #: Called (as a task) after each refresh of the forecasts: the write-back.
+        self.after_refresh: Callable[[int], Coroutine[Any, Any, None]] | None = None
+        self._after: asyncio.Task[None] | None = None
 
     def wake(self) -> None:
         """Evaluate as soon as possible (safe to call from the event loop only)."""
@@ -74,6 +78,10 @@ class Monitor:
         if now >= self._next_refresh_ms:
             self.live.refresh(now)
             self._next_refresh_ms = now + int(self.settings.forecast_interval_s * 1000)
+            if self.after_refresh is not None and (
+                self._after is None or self._after.done()
+            ):  # in the background: evaluation must not wait for a write
+                self._after = asyncio.create_task(self.after_refresh(now))
         tracked = {
             (site, subject)
             for rule_type, site, subject in self.alerts.lifecycle.tracked()

@@ -33,10 +33,14 @@ from cloud_service.api.server import ApiServer
 from cloud_service.ingest.health import HealthCore
 from cloud_service.ingest.worker import IngestWorker
 from cloud_service.live.analytics import LiveAnalytics
+from cloud_service.live.history import RebuildReport, rebuild
 from cloud_service.live.monitor import Monitor, wall_ms
+from cloud_service.live.outputs import OutputWriter
 from cloud_service.plans.model import PlanBook
 from cloud_service.plans.store import SqlPlanStore
 from cloud_service.settings import CloudSettings
+from cloud_service.storage.base import TimeSeriesStore
+from cloud_service.storage.errors import StorageError
 from shared.messages import AlertAck
 
 log = logging.getLogger(__name__)
@@ -60,17 +64,24 @@ class LiveRuntime:
     monitor: Monitor | None = None
     api: ApiServer | None = None
     api_error: str | None = None
+    store: TimeSeriesStore | None = None
+    outputs: OutputWriter | None = None
+    rebuilt: RebuildReport | None = None
 
     @classmethod
     def build(
-        cls, settings: CloudSettings, engine: AsyncEngine, ingest: IngestWorker
+        cls,
+        settings: CloudSettings,
+        engine: AsyncEngine,
+        ingest: IngestWorker,
+        store: TimeSeriesStore,
     ) -> LiveRuntime:
         a = settings.alerts
         rules = load_rules(a.rules_file or DEFAULT_RULES)  # a bad file stops start-up, by field
         live = LiveAnalytics(settings.live)
         ingest.core.on_batch = live.on_batch
         ingest.core.on_birth = live.on_birth
-        store = SqlAlertStore(engine)
+        alert_store = SqlAlertStore(engine)
         policy = OutboxPolicy.from_settings(a.outbox)
         router = Router(a, policy)
         sinks: dict[str, AlertSink] = {"webhook": WebhookSink(a.webhooks)}
@@ -91,13 +102,16 @@ class LiveRuntime:
             sinks["mqtt"] = MqttAlertSink(link)
         o = a.outbox
         dispatcher = Dispatcher(
-            store, sinks, policy, router.summary,
+            alert_store, sinks, policy, router.summary,
             batch=o.batch, lease_ms=int(o.lease_s * 1000), concurrency=o.concurrency,
         )  # fmt: skip
         runtime = cls(
-            settings, live, store, router, dispatcher, link,
+            settings, live, alert_store, router, dispatcher, link,
             SqlPlanStore(engine), SqlApiKeyStore(engine), ingest.health, rules,
         )  # fmt: skip
+        runtime.store = store
+        runtime.outputs = OutputWriter(live, store)
+        live.on_events = runtime.outputs.on_anomalies
         runtime_ref.append(runtime)
         ingest.on_health_event = lambda _event: runtime.wake()
         return runtime
@@ -122,7 +136,14 @@ class LiveRuntime:
             self.alert_store, self.router, stream=self.stream, on_enqueue=self.dispatcher.wake
         )
         self.live.set_plans(await self.plans.load())
+        if self.store is not None:
+            try:
+                self.rebuilt = await rebuild(self.live, self.store)
+            except StorageError as exc:  # start without history rather than not at all
+                log.error("could not rebuild live analytics from history: %s", exc)
         self.monitor = Monitor(self.live, self.service, self.rules, health=self.health)
+        if self.outputs is not None:
+            self.monitor.after_refresh = self.outputs.flush
         self.live.on_change = self.monitor.wake
 
     async def run(self, stop: asyncio.Event) -> None:
