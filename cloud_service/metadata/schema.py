@@ -203,3 +203,27 @@ api_keys = Table(
     Column("last_used_ms", BigInteger, nullable=True),
     Index("ix_api_keys_token_hash", "token_hash", unique=True),
 )
+
+# -- alert rules (cloud_service.alerts.rule_store) -----------------------------------------
+# One row per rule (its pydantic model as JSON in ``body``); ``position`` keeps the order of
+# the rule file. Every change appends a row to ``alert_rule_changes``: who, when, before/after.
+
+alert_rules = Table(
+    "alert_rules",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("position", Integer, nullable=False),
+    Column("body", Text, nullable=False),  # Rule.model_dump(mode="json", by_alias=True)
+    Column("updated_ms", BigInteger, nullable=False),
+    Column("updated_by", String(256), nullable=False),
+)
+
+alert_rule_changes = Table(
+    "alert_rule_changes",
+    metadata,
+    Column("id", _BigId, primary_key=True, autoincrement=True),
+    Column("at_ms", BigInteger, nullable=False),
+    Column("actor", String(256), nullable=False),
+    Column("before", Text, nullable=False),  # JSON list of rule bodies
+    Column("after", Text, nullable=False),
+)
