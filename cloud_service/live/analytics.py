@@ -45,6 +45,7 @@ from cloud_service.analytics.plan import (
     demand_vs_plan,
 )
 from cloud_service.ingest.health import GatewayView
+from cloud_service.live.feeds import planned_output, single_product_lines
 from cloud_service.live.series import SeriesIndex, SeriesInfo
 from cloud_service.live.settings import LiveSettings
 from cloud_service.live.trails import HOUR_MS, MINUTE_MS, BucketTrail, hourly_decrease
@@ -57,6 +58,14 @@ log = logging.getLogger(__name__)
 _OWNED_ELSEWHERE = frozenset({Reason.FLATLINE, Reason.NO_DATA, Reason.COUNTER_STALLED, Reason.NONE})
 _GOOD = (int(Quality.GOOD), int(Quality.UNCERTAIN))
 DAY_MS = 24 * HOUR_MS
+
+
+@dataclass(frozen=True, slots=True)
+class _Inflow:
+    """A stock's known inflow: the counter of the one line that refills it, and its plan."""
+
+    production: depletion.Production
+    planned: list[depletion.PlannedOutput]
 
 
 @dataclass(slots=True)
@@ -72,6 +81,19 @@ class _Recent:
     def worst(self) -> tuple[float, int]:
         _ts, score, reason = max(self.onsets, key=lambda o: o[1])
         return score, reason
+
+
+class _CounterTrail(BucketTrail):
+    """Minute totals for attainment, and hourly ones (as long as stock is kept) for netting
+    production out of a stock level's consumption."""
+
+    def __init__(self, bucket_ms: int, size: int, hourly: BucketTrail) -> None:
+        super().__init__(bucket_ms, size)
+        self.hourly = hourly
+
+    def add(self, ts_ms: int, value: float) -> bool:
+        self.hourly.add(ts_ms, value)
+        return super().add(ts_ms, value)
 
 
 class _FlatRuns:
@@ -117,7 +139,7 @@ class LiveAnalytics:
         #: Every onset, live or replayed (the write-back to InfluxDB).
         self.on_events: Callable[[AnomalyEvents], None] | None = None
         self._stock: dict[int, BucketTrail] = {}
-        self._counter: dict[int, BucketTrail] = {}
+        self._counter: dict[int, _CounterTrail] = {}
         self._recent: dict[int, _Recent] = {}
         self._flat = _FlatRuns()
         self.stock_figures: list[StockFigures] = []
@@ -174,14 +196,16 @@ class LiveAnalytics:
             trail = self._counter.get(sid)
             if trail is None:
                 size = self.settings.counter_history_h * 60
-                trail = self._counter[sid] = BucketTrail(MINUTE_MS, size)
+                trail = self._counter[sid] = _CounterTrail(
+                    MINUTE_MS, size, BucketTrail(HOUR_MS, self.settings.stock_history_days * 24)
+                )
             return trail
         if kind in (SignalKind.STOCK_LEVEL, SignalKind.CONSUMPTION):
-            trail = self._stock.get(sid)
-            if trail is None:
+            stock = self._stock.get(sid)
+            if stock is None:
                 size = self.settings.stock_history_days * 24
-                trail = self._stock[sid] = BucketTrail(HOUR_MS, size)
-            return trail
+                stock = self._stock[sid] = BucketTrail(HOUR_MS, size)
+            return stock
         return None
 
     # -- AnalyticsSink (the engine calls these) -------------------------------------------
@@ -224,6 +248,14 @@ class LiveAnalytics:
         stock: list[StockFigures] = []
         consumption: list[ConsumptionFigures] = []
         self.depletion_results, self.adherence_results, self.demand_results = [], [], []
+        lines = single_product_lines(self.plans)
+        feeders: dict[tuple[str, str], list[int]] = {}
+        for sid in self._counter:
+            spec = self.index.infos[sid].spec
+            site = self.index.infos[sid].site
+            fed = spec.sku or lines.get((site, spec.line or "")) if spec else None
+            if fed is not None:
+                feeders.setdefault((site, fed), []).append(sid)
         for sid, trail in self._stock.items():
             info = self.index.infos[sid]
             if info.spec is None or info.spec.sku is None:
@@ -232,10 +264,12 @@ class LiveAnalytics:
             if ts.size == 0:
                 continue
             policy = self.plans.policy(info.site, info.spec.sku, info.spec.location)
-            figures = self._stock_figures(info, policy, ts, level, now_ms)
+            feeder = feeders.get((info.site, info.spec.sku), [])
+            inflow = self._inflow(feeder[0], now_ms) if len(feeder) == 1 else None
+            figures = self._stock_figures(info, policy, ts, level, now_ms, inflow)
             if figures is not None:
                 stock.append(figures)
-            used = self._consumption_figures(info, policy, ts, level, now_ms)
+            used = self._consumption_figures(info, policy, ts, level, now_ms, inflow)
             if used is not None:
                 consumption.append(used)
         production = [
@@ -246,8 +280,22 @@ class LiveAnalytics:
         self.stock_figures, self.consumption_figures = stock, consumption
         self.production_figures = production
 
-    def _stock_figures(
-        self, info: SeriesInfo, policy: SkuPolicy | None, ts: I64, level: F64, now_ms: int
+    def _inflow(self, counter_sid: int, now_ms: int) -> _Inflow | None:
+        info = self.index.infos[counter_sid]
+        ts, total = self._counter[counter_sid].hourly.series()
+        if ts.size < 2 or info.spec is None or info.spec.line is None:
+            return None
+        planned = planned_output(self.plans, info.site, info.spec.line, now_ms)
+        return _Inflow(depletion.Production(ts, total), planned)
+
+    def _stock_figures(  # noqa: PLR0917
+        self,
+        info: SeriesInfo,
+        policy: SkuPolicy | None,
+        ts: I64,
+        level: F64,
+        now_ms: int,
+        inflow: _Inflow | None = None,
     ) -> StockFigures | None:
         spec, sku = info.spec, info.spec.sku if info.spec else None
         assert spec is not None
@@ -269,6 +317,8 @@ class LiveAnalytics:
                 service_level=min(max(policy.service_level, 0.5), 0.999) if policy else 0.95,
                 review_h=policy.review_h if policy else depletion.DEFAULT_REVIEW_H,
                 horizon_h=self.settings.forecast_horizon_h,
+                production=inflow.production if inflow else None,
+                planned_output=inflow.planned if inflow else (),
             )
         except (ValueError, ArithmeticError) as exc:
             self.forecast_errors += 1
@@ -285,8 +335,14 @@ class LiveAnalytics:
             reorder_qty=result.reorder_qty if policy else None,
         )  # fmt: skip
 
-    def _consumption_figures(
-        self, info: SeriesInfo, policy: SkuPolicy | None, ts: I64, level: F64, now_ms: int
+    def _consumption_figures(  # noqa: PLR0917
+        self,
+        info: SeriesInfo,
+        policy: SkuPolicy | None,
+        ts: I64,
+        level: F64,
+        now_ms: int,
+        inflow: _Inflow | None = None,
     ) -> ConsumptionFigures | None:
         """Consumption over the last window against the demand plan, and how unusual the
         excess is: in standard deviations of the same window's excess on past days."""
@@ -302,7 +358,11 @@ class LiveAnalytics:
         planned_now = planned(now_ms)
         if planned_now <= 0:
             return None
-        hours, used = hourly_decrease(ts, level)
+        made = None
+        if inflow is not None:  # the line's output between the level readings, netted in
+            p = inflow.production
+            made = np.interp(ts, p.ts_ms, np.cumsum(p.increments()))
+        hours, used = hourly_decrease(ts, level, made)
         if hours.size == 0 or hours[0] > now_ms - window:
             return None  # not a full window of history yet
 

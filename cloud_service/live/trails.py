@@ -66,11 +66,14 @@ class BucketTrail:
         return int(self._ts[i]), float(self._value[i])
 
 
-def hourly_decrease(ts_ms: I64, level: F64) -> tuple[I64, F64]:
-    """Consumption per hour from hourly levels: the fall between consecutive hours (0 when
-    the level rose: a receipt or production output; its hour's consumption is then unknown
-    and counted as 0, an underestimate stated in docs/live.md)."""
+def hourly_decrease(ts_ms: I64, level: F64, made: F64 | None = None) -> tuple[I64, F64]:
+    """Consumption per hour from hourly levels: the fall between consecutive hours plus what
+    a line made into the stock meanwhile (``made``: its cumulative output at each level's
+    time). Where the level rose beyond known output (a receipt) the hour counts 0: an
+    underestimate stated in docs/live.md."""
     if ts_ms.size < 2:
         return ts_ms[:0], level[:0]
-    drop = np.maximum(level[:-1] - level[1:], 0.0)
-    return ts_ms[1:], drop
+    fall = level[:-1] - level[1:]
+    if made is not None:
+        fall = fall + np.diff(made)
+    return ts_ms[1:], np.maximum(fall, 0.0)

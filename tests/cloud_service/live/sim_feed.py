@@ -84,8 +84,10 @@ def plan_book(world: World, days: int) -> PlanBook:
     for d in range(days):
         day = first_day + d * DAY_MS
         per_line: dict[str, float] = {}
-        for line_id, _sku, target in world.plan.production_targets(day):
+        made: dict[str, set[str]] = {}
+        for line_id, sku, target in world.plan.production_targets(day):
             per_line[line_id] = per_line.get(line_id, 0.0) + target  # the counter is per line
+            made.setdefault(line_id, set()).add(sku)
         for line_id, target in per_line.items():
             spans = world.lines[line_id].shifts.intervals(day, day + DAY_MS)
             if target > 0 and spans:
@@ -96,6 +98,7 @@ def plan_book(world: World, days: int) -> PlanBook:
                         max(spans[0][0], day),
                         min(spans[-1][1], day + DAY_MS),
                         target,
+                        sku=next(iter(made[line_id])) if len(made[line_id]) == 1 else None,
                         period="day",
                     )
                 )
