@@ -14,6 +14,8 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI
 
+from cloud_service.alerts.rule_store import SqlRuleStore
+from cloud_service.alerts.rules import Rule
 from cloud_service.alerts.service import AlertService
 from cloud_service.alerts.store import SqlAlertStore
 from cloud_service.alerts.stream import AlertStream, stream_router
@@ -22,6 +24,7 @@ from cloud_service.api.auth import Principal, guards
 from cloud_service.api.keys import SqlApiKeyStore
 from cloud_service.api.plan_routes import plan_router
 from cloud_service.api.problems import install_handlers
+from cloud_service.api.rule_routes import rule_router
 from cloud_service.api.settings import ApiSettings
 from cloud_service.plans.model import PlanBook
 from cloud_service.plans.store import SqlPlanStore
@@ -42,6 +45,9 @@ class ApiDeps:
     on_plans_changed: Callable[[PlanBook], None] | None = None
     #: The clock of operator actions (shelving ends ``minutes`` after it); tests pass their own.
     now_ms: Callable[[], int] = wall_ms
+    #: The alert rules (``/api/v1/rules`` is served only with a store) and who to tell of a change.
+    rules: SqlRuleStore | None = None
+    on_rules_changed: Callable[[list[Rule]], None] | None = None
 
 
 def create_api(deps: ApiDeps, settings: ApiSettings) -> FastAPI:
@@ -73,4 +79,6 @@ def create_api(deps: ApiDeps, settings: ApiSettings) -> FastAPI:
     )
     app.include_router(alert_router(deps.alerts, deps.alert_store, deps.now_ms, read, write))
     app.include_router(plan_router(deps.plans, deps.on_plans_changed, read, write))
+    if deps.rules is not None:
+        app.include_router(rule_router(deps.rules, deps.on_rules_changed, read, write))
     return app

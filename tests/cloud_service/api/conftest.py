@@ -14,6 +14,8 @@ import pytest
 from cloud_service.alerts.outbox import OutboxPolicy
 from cloud_service.alerts.records import AlertEvent, AlertKey, ConditionState, RuleType
 from cloud_service.alerts.routing import Router
+from cloud_service.alerts.rule_store import SqlRuleStore
+from cloud_service.alerts.rules import Rule
 from cloud_service.alerts.service import AlertService
 from cloud_service.alerts.settings import AlertSettings, MqttAlertSettings
 from cloud_service.alerts.store import SqlAlertStore
@@ -65,6 +67,7 @@ class Api:
     write_token: str
     changed: list[PlanBook] = field(default_factory=list)
     clock: list[int] = field(default_factory=lambda: [NOW])
+    rules_changed: list[list[Rule]] = field(default_factory=list)
 
     def auth(self, token: str | None = None) -> dict[str, str]:
         return {"Authorization": f"Bearer {token or self.read_token}"}
@@ -78,7 +81,12 @@ class Api:
         return event
 
 
-async def build_deps(metadata: MetadataStore, changed: list[PlanBook], clock: list[int]) -> ApiDeps:
+async def build_deps(
+    metadata: MetadataStore,
+    changed: list[PlanBook],
+    clock: list[int],
+    rules_changed: list[list[Rule]] | None = None,
+) -> ApiDeps:
     store = SqlAlertStore(metadata.engine)
     settings = AlertSettings(mqtt=MqttAlertSettings(enabled=False))
     router = Router(settings, OutboxPolicy.from_settings(settings.outbox))
@@ -89,6 +97,8 @@ async def build_deps(metadata: MetadataStore, changed: list[PlanBook], clock: li
         keys=SqlApiKeyStore(metadata.engine, clock=lambda: clock[0]),
         status=lambda: {"ingest": {"state": "running"}}, on_plans_changed=changed.append,
         now_ms=lambda: clock[0],
+        rules=SqlRuleStore(metadata.engine, clock=lambda: clock[0]),
+        on_rules_changed=None if rules_changed is None else rules_changed.append,
     )  # fmt: skip
 
 
@@ -101,10 +111,11 @@ def api_settings() -> ApiSettings:
 async def api(metadata: MetadataStore, api_settings: ApiSettings) -> AsyncIterator[Api]:
     changed: list[PlanBook] = []
     clock = [NOW]
-    deps = await build_deps(metadata, changed, clock)
+    rules_changed: list[list[Rule]] = []
+    deps = await build_deps(metadata, changed, clock, rules_changed)
     _, read_token = await deps.keys.create("viewer", "read")
     _, write_token = await deps.keys.create("ops", "write")
     app = create_api(deps, api_settings)
     transport = httpx.ASGITransport(app)
     async with httpx.AsyncClient(transport=transport, base_url="http://flightdeck") as client:
-        yield Api(client, deps, deps.alerts, read_token, write_token, changed, clock)
+        yield Api(client, deps, deps.alerts, read_token, write_token, changed, clock, rules_changed)
