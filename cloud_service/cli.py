@@ -1,4 +1,4 @@
-"""``cloud-service``: run the cloud side; manage API keys and the plan book."""
+"""``cloud-service``: run the cloud side; manage API keys, the plan book and the alert rules."""
 
 from __future__ import annotations
 
@@ -9,7 +9,10 @@ import signal
 import sys
 from pathlib import Path
 
+from cloud_service.alerts.errors import RuleError
 from cloud_service.alerts.records import iso
+from cloud_service.alerts.rule_store import SqlRuleStore, rules_to_toml
+from cloud_service.alerts.rules import load_rules
 from cloud_service.analytics.cli import register as register_analyze
 from cloud_service.analytics.cli import run as run_analyze
 from cloud_service.api.errors import ApiKeyError
@@ -39,6 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     register_analyze(sub)
     _key_commands(sub)
     _plan_commands(sub)
+    _rule_commands(sub)
     return parser
 
 
@@ -64,6 +68,18 @@ def _plan_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     exp.add_argument("--format", choices=["toml", "json"], default="toml")
     for action in actions.choices.values():
         action.add_argument("--config", type=Path)
+
+
+def _rule_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    rules = sub.add_parser("rules", help="import, export or check the alert rules")
+    actions = rules.add_subparsers(dest="action", required=True)
+    imp = actions.add_parser("import", help="replace the stored alert rules with a TOML file")
+    imp.add_argument("file", type=Path)
+    imp.add_argument("--config", type=Path)
+    exp = actions.add_parser("export", help="print the stored alert rules as TOML")
+    exp.add_argument("--config", type=Path)
+    check = actions.add_parser("check", help="validate a rule file (exit 2 if invalid)")
+    check.add_argument("file", type=Path)
 
 
 async def _open_store(config: Path | None) -> MetadataStore:
@@ -119,6 +135,21 @@ async def _plans(args: argparse.Namespace) -> None:
         await store.aclose()
 
 
+async def _rules(args: argparse.Namespace) -> None:
+    new = load_rules(args.file) if args.action == "import" else None  # validate before opening
+    store = await _open_store(args.config)
+    try:
+        rules = SqlRuleStore(store.engine)
+        if new is not None:
+            await rules.replace(new, actor="cli")
+            print(f"imported {len(new)} alert rules from {args.file} (a running service "
+                  "picks them up when it restarts)")  # fmt: skip
+        else:
+            print(rules_to_toml(await rules.load()), end="")
+    finally:
+        await store.aclose()
+
+
 async def _migrate(config: Path | None) -> None:
     store = MetadataStore.from_settings(load_settings(config).metadata)
     try:
@@ -140,6 +171,13 @@ def _dispatch(args: argparse.Namespace) -> None:
     if args.command in ("api-key", "plans"):
         asyncio.run(_api_key(args) if args.command == "api-key" else _plans(args))
         return
+    if args.command == "rules":
+        if args.action == "check":
+            rules = load_rules(args.file)
+            print(f"{args.file}: {len(rules)} alert rules, all valid")
+        else:
+            asyncio.run(_rules(args))
+        return
     if args.command == "check-config":
         print(load_settings(args.config).model_dump_json(indent=2))
         return
@@ -160,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         return run_analyze(args)
     try:
         _dispatch(args)
-    except (ConfigError, PlanError) as exc:
+    except (ConfigError, PlanError, RuleError) as exc:
         print(exc, file=sys.stderr)
         return 2
     except (ApiKeyError, MetadataError) as exc:

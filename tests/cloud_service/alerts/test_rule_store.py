@@ -1,25 +1,28 @@
 """Alert rules in the metadata store (SQLite and PostgreSQL): seeded once from TOML, replaced
-whole with a history row, validated again when loaded."""
+whole with a history row, validated again when loaded; and the ``cloud-service rules``
+commands."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import string
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select, update
 
+from cloud_service import cli
 from cloud_service.alerts.errors import RuleError
 from cloud_service.alerts.explain import METRICS
 from cloud_service.alerts.records import RuleType
 from cloud_service.alerts.rule_store import SqlRuleStore, rule_to_data, rules_to_toml
-from cloud_service.alerts.rules import Condition, Rule, load_rules, parse_rules
+from cloud_service.alerts.rules import DEFAULT_RULES, Condition, Rule, load_rules, parse_rules
 from cloud_service.metadata import MetadataStore
 from cloud_service.metadata.schema import alert_rule_changes, alert_rules
-from cloud_service.settings import MetadataSettings
+from cloud_service.settings import MetadataSettings, load_settings
 from shared.messages import Severity
 
 NOW = 1_790_000_000_000
@@ -221,3 +224,71 @@ async def test_history_keeps_the_bodies_as_stored(metadata: MetadataStore) -> No
     async with metadata.engine.connect() as conn:
         after = (await conn.execute(select(alert_rule_changes.c.after))).scalar_one()
     assert json.loads(after)[0]["scope"]["sites"] == ["s1", "s2"]  # sorted: stable diffs
+
+
+# -- cloud-service rules ----------------------------------------------------------------------
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+async def _load(config: Path) -> tuple[list[Rule], list[str]]:
+    metadata = MetadataStore.from_settings(load_settings(config).metadata)
+    try:
+        rules_store = SqlRuleStore(metadata.engine)
+        return await rules_store.load(), [c.actor for c in await rules_store.history()]
+    finally:
+        await metadata.aclose()
+
+
+def test_rules_commands(
+    metadata_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "cloud.toml"
+    config.write_text(f'[metadata]\nurl = "{metadata_url}"\n')
+    code, out, _ = run(capsys, "rules", "export", "--config", str(config))
+    assert (code, parse_rules(out)) == (0, [])
+    code, out, _ = run(capsys, "rules", "import", str(DEFAULT_RULES), "--config", str(config))
+    assert code == 0
+    assert f"imported {len(load_rules())} alert rules" in out
+    assert asyncio.run(_load(config)) == (load_rules(), ["cli"])
+    code, exported, _ = run(capsys, "rules", "export", "--config", str(config))
+    assert code == 0
+    assert parse_rules(exported) == load_rules()
+    edited = tmp_path / "rules.toml"
+    edited.write_text(exported.replace('severity = "critical"', 'severity = "info"', 1))
+    code, out, _ = run(capsys, "rules", "check", str(edited))
+    assert (code, out) == (0, f"{edited}: {len(load_rules())} alert rules, all valid\n")
+    assert run(capsys, "rules", "import", str(edited), "--config", str(config))[0] == 0
+    rules_, actors = asyncio.run(_load(config))
+    assert rules_[0].severity == Severity.INFO
+    assert actors == ["cli", "cli"]
+
+
+def test_invalid_rule_files_are_reported_by_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        '[[rules]]\nid = "a"\ntype = "no_data"\nseverity = "urgent"\nfor = "soon"\n'
+        '\n[[rules]]\nid = "a"\ntype = "sensor_stuck"\n'
+    )
+    code, out, err = run(capsys, "rules", "check", str(bad))
+    assert (code, out) == (2, "")
+    assert "  rules.0.severity: " in err
+    assert "  rules.0.for: " in err
+    config = tmp_path / "cloud.toml"  # never written: the file is checked before the store
+    code, _, err = run(capsys, "rules", "import", str(bad), "--config", str(config))
+    assert code == 2
+    assert "rules.0.severity" in err
+    bad.write_text('[[rules]]\nid = "a"\ntype = "sensor_stuck"\n\n[[rules]]\nid = "a"\n'
+                   'type = "no_data"\n')  # fmt: skip
+    code, _, err = run(capsys, "rules", "check", str(bad))
+    assert code == 2
+    assert "rules.1.id: duplicate rule id 'a'" in err
+    code, _, err = run(capsys, "rules", "check", str(tmp_path / "missing.toml"))
+    assert code == 2
+    assert "(file)" in err
