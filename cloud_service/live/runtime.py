@@ -22,11 +22,13 @@ from cloud_service.alerts.email import SmtpSink
 from cloud_service.alerts.mqtt_delivery import MqttAlertLink, MqttAlertSink
 from cloud_service.alerts.outbox import AlertSink, OutboxPolicy
 from cloud_service.alerts.routing import Router
+from cloud_service.alerts.rule_store import SqlRuleStore
 from cloud_service.alerts.rules import DEFAULT_RULES, Rule, load_rules
 from cloud_service.alerts.service import AlertService
 from cloud_service.alerts.store import SqlAlertStore
 from cloud_service.alerts.stream import AlertStream
 from cloud_service.alerts.webhooks import WebhookSink
+from cloud_service.analytics.engine import warm_up
 from cloud_service.api.app import ApiDeps, create_api
 from cloud_service.api.keys import SqlApiKeyStore
 from cloud_service.api.server import ApiServer
@@ -67,6 +69,7 @@ class LiveRuntime:
     store: TimeSeriesStore | None = None
     outputs: OutputWriter | None = None
     rebuilt: RebuildReport | None = None
+    rule_store: SqlRuleStore | None = None
 
     @classmethod
     def build(
@@ -109,6 +112,7 @@ class LiveRuntime:
             settings, live, alert_store, router, dispatcher, link,
             SqlPlanStore(engine), SqlApiKeyStore(engine), ingest.health, rules,
         )  # fmt: skip
+        runtime.rule_store = SqlRuleStore(engine)
         runtime.store = store
         runtime.outputs = OutputWriter(live, store)
         live.on_events = runtime.outputs.on_anomalies
@@ -125,8 +129,16 @@ class LiveRuntime:
         if self.monitor is not None:
             self.monitor.force_refresh()
 
+    def set_rules(self, rules: list[Rule]) -> None:
+        self.rules = list(rules)
+        if self.monitor is not None:
+            self.monitor.set_rules(rules)
+
     async def start(self) -> None:
-        """After migrations: restore the lifecycle, resume the stream's ids, load the plan."""
+        """After migrations: compile (or load) the numba kernels, restore the lifecycle,
+        resume the stream's ids, load the plan, rebuild from history."""
+        seconds = await asyncio.to_thread(warm_up)
+        log.info("analytics kernels ready in %.2fs", seconds)
         self.stream = AlertStream(
             self.settings.alerts.stream,
             history=self.alert_store,
@@ -136,6 +148,8 @@ class LiveRuntime:
             self.alert_store, self.router, stream=self.stream, on_enqueue=self.dispatcher.wake
         )
         self.live.set_plans(await self.plans.load())
+        if self.rule_store is not None:  # the TOML file seeds the store on a first start
+            self.rules = await self.rule_store.seed_if_empty(self.rules)
         if self.store is not None:
             try:
                 self.rebuilt = await rebuild(self.live, self.store)
@@ -161,7 +175,8 @@ class LiveRuntime:
             deps = ApiDeps(
                 alerts=self.service, alert_store=self.alert_store, stream=self.stream,
                 plans=self.plans, keys=self.keys, status=self.status,
-                on_plans_changed=self.set_plans,
+                on_plans_changed=self.set_plans, rules=self.rule_store,
+                on_rules_changed=self.set_rules,
             )  # fmt: skip
             server = ApiServer(create_api(deps, api), api)
             try:

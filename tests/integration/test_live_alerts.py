@@ -150,3 +150,38 @@ async def test_gateway_offline_alert_reaches_the_plant_and_its_ack_comes_back(
     finally:
         watcher.close()
         pub.close()
+
+
+async def test_rules_seeded_from_toml_are_changed_live_through_the_api(
+    cloud: CloudApp, mosquitto: MosquittoServer, unique_name: Callable[[str], str]
+) -> None:
+    runtime = cloud.runtime
+    assert runtime is not None
+    assert runtime.api is not None
+    keys = SqlApiKeyStore(cloud.metadata.engine)
+    _, token = await keys.create(unique_name("key"), "write")
+    url = f"http://127.0.0.1:{runtime.api.port}/api/v1/rules"
+    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"}) as http:
+        rules = (await http.get(url)).json()["rules"]
+        assert "gateway-offline" in [r["id"] for r in rules]  # seeded from the default TOML
+        for r in rules:
+            if r["id"] == "gateway-offline":
+                r["severity"] = "warning"
+        assert (await http.put(url, json={"rules": rules})).status_code == 200
+
+    site, gateway = unique_name("site"), unique_name("gw")
+    watcher = AlertWatcher(mosquitto, site, gateway)
+    pub = Publisher(mosquitto, site, gateway)
+    try:
+        pub.publish(
+            birth(site, gateway, ["s"], period_s=1.0), pub.topic(Channel.BIRTH), retain=True
+        )
+        offline = State(state=GatewayState.OFFLINE, boot="b1", ts=now_ms())
+        pub.publish(encode(offline), pub.topic(Channel.STATE), retain=True)
+        await until(lambda: watcher.get("gateway-offline") is not None, 20, "the alert")
+        alert = watcher.get("gateway-offline")
+        assert alert is not None
+        assert alert.severity.value == "warning"  # the rule as changed, not as seeded
+    finally:
+        watcher.close()
+        pub.close()
