@@ -22,6 +22,7 @@ from cloud_service.metadata import MetadataStore, SqlDeadLetterStore
 from cloud_service.metrics import IngestMetrics, serve
 from cloud_service.settings import CloudSettings
 from cloud_service.storage.influx import InfluxSettings, InfluxStore
+from shared.messages import GatewayState
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +115,16 @@ class CloudApp:
         for record in await self.metadata.registry.load_births():
             self.ingest.core.learn(record.site, record.birth)
             self.ingest.health.birth(record.site, record.birth, now_ms())
+        # Known gateway states too: a gateway offline before the restart is offline now (until
+        # its retained state says otherwise), so its open alert does not clear and come back.
+        for g in await self.metadata.registry.gateways():
+            offline = g["state"] == GatewayState.OFFLINE.value
+            self.ingest.health.restore(
+                g["site"],
+                g["gateway"],
+                offline_since_ms=(g["state_ms"] or now_ms()) if offline else None,
+                last_seen_ms=g["last_seen_ms"],
+            )
         self.ingest.core.tracker.restore(await self.metadata.registry.load_streams())
 
     async def _flush_periodically(self, stop: asyncio.Event, done: asyncio.Event) -> None:

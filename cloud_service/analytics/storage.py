@@ -392,7 +392,12 @@ async def read_history(
                 chunks.append([])
             ti = s.columns.index("time")
             vi = s.columns.index(field)
-            rows = [(r[ti], r[vi]) for r in s.values if r[vi] is not None]
+            # a non-numeric value (another writer's string or bool field) is not a reading
+            rows = [
+                (r[ti], r[vi])
+                for r in s.values
+                if isinstance(r[vi], int | float) and not isinstance(r[vi], bool)
+            ]
             if rows:
                 chunks[k].append(([int(r[0]) for r in rows], [float(r[1]) for r in rows]))
     series_parts: list[I64] = []

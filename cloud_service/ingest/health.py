@@ -108,6 +108,18 @@ class HealthCore:
             sig.period_ms = period_ms
             gw.signals[spec.id] = sig
 
+    def restore(
+        self, site: str, gateway: str, *, offline_since_ms: int | None, last_seen_ms: int | None
+    ) -> None:
+        """Start-up: what the registry knew (last telemetry; offline since), so a gateway
+        that was offline or silent before a restart is not taken for online after it."""
+        gw = self._gateway(site, gateway)
+        gw.last_seen_ms = last_seen_ms
+        if offline_since_ms is not None:
+            gw.state = GatewayState.OFFLINE
+            gw.down_since_ms = offline_since_ms
+            self._orphan(site, gateway, gw)
+
     def state(self, site: str, gateway: str, state: GatewayState, now_ms: int) -> list[HealthEvent]:
         gw = self._gateway(site, gateway)
         previous, gw.state = gw.state, state

@@ -42,7 +42,6 @@ from cloud_service.plans.model import PlanBook
 from cloud_service.plans.store import SqlPlanStore
 from cloud_service.settings import CloudSettings
 from cloud_service.storage.base import TimeSeriesStore
-from cloud_service.storage.errors import StorageError
 from shared.messages import AlertAck
 
 log = logging.getLogger(__name__)
@@ -153,8 +152,8 @@ class LiveRuntime:
         if self.store is not None:
             try:
                 self.rebuilt = await rebuild(self.live, self.store)
-            except StorageError as exc:  # start without history rather than not at all
-                log.error("could not rebuild live analytics from history: %s", exc)
+            except Exception:  # start without history rather than not at all (logged)
+                log.exception("could not rebuild live analytics from history")
         self.monitor = Monitor(self.live, self.service, self.rules, health=self.health)
         if self.outputs is not None:
             self.monitor.after_refresh = self.outputs.flush

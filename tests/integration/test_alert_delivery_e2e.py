@@ -372,12 +372,6 @@ async def test_service_killed_between_raising_and_delivering_delivers_after_rest
     assert kinds.count("raised") == 1  # the restored occurrence, not a new one
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: at start-up the health state is warmed from births only, so a gateway "
-    "known to be offline is evaluated as online until its retained state arrives; a restored "
-    "gateway-offline alert is cleared and then reactivated (spurious notifications)",
-)
 async def test_restart_keeps_a_restored_gateway_offline_alert_as_it_was(
     mosquitto: MosquittoServer,
     influxd: InfluxServer,

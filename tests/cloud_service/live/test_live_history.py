@@ -115,3 +115,18 @@ async def test_rebuild_fills_trails_and_engine_then_figures_are_written_back(
     assert found[0].tags["location"] == "W1"
     [row] = found[0].rows()
     assert row["stockout_p50_h"] is not None
+
+
+async def test_rebuild_skips_values_that_are_not_numbers(store: InfluxStore) -> None:
+    """Another writer's string field in the same measurement must not stop the start-up."""
+    await store.write(
+        [f'sensor,gateway={GW},signal=tmp,site={SITE} value="text" {NOW - 60_000}'],
+        precision="ms",
+    )
+    await store.write(
+        [f"stock_level,gateway={GW},signal=lvl,site={SITE},sku=A-1 value=7 {NOW - 30_000}"],
+        precision="ms",
+    )
+    live = _live()
+    report = await rebuild(live, store, now_ms=NOW)
+    assert report.engine_points == 1  # the stock reading; the text is not a reading
