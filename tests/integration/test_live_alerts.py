@@ -6,6 +6,7 @@ REST API showing it (real Mosquitto, influxd, SQLite metadata, uvicorn).
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -185,3 +186,68 @@ async def test_rules_seeded_from_toml_are_changed_live_through_the_api(
     finally:
         watcher.close()
         pub.close()
+
+
+async def _sse_events(
+    http: httpx.AsyncClient, url: str, want: int, last_id: str | None = None
+) -> list[dict[str, str]]:
+    """Read ``want`` events from the stream (id, event, data), then hang up."""
+    headers = {"Last-Event-ID": last_id} if last_id else {}
+    events: list[dict[str, str]] = []
+    current: dict[str, str] = {}
+    async with http.stream("GET", url, headers=headers, timeout=20) as r:
+        assert r.status_code == 200
+        async for line in r.aiter_lines():
+            if not line:
+                if "event" in current:
+                    events.append(current)
+                    if len(events) >= want:
+                        return events
+                current = {}
+            elif not line.startswith((":", "retry:")):
+                key, _, value = line.partition(": ")
+                current[key] = value
+    return events
+
+
+async def test_sse_client_reconnecting_with_last_event_id_misses_nothing(
+    cloud: CloudApp, mosquitto: MosquittoServer, unique_name: Callable[[str], str]
+) -> None:
+    runtime = cloud.runtime
+    assert runtime is not None
+    assert runtime.api is not None
+    _, token = await SqlApiKeyStore(cloud.metadata.engine).create(unique_name("key"), "read")
+    site = unique_name("site")
+    url = f"http://127.0.0.1:{runtime.api.port}/api/v1/alerts/stream?site={site}"
+    pubs: list[Publisher] = []
+
+    def offline(gateway: str) -> None:
+        pub = Publisher(mosquitto, site, gateway)
+        pubs.append(pub)
+        pub.publish(
+            birth(site, gateway, ["s"], period_s=1.0), pub.topic(Channel.BIRTH), retain=True
+        )
+        state = State(state=GatewayState.OFFLINE, boot="b1", ts=now_ms())
+        pub.publish(encode(state), pub.topic(Channel.STATE), retain=True)
+
+    try:
+        async with httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"}) as http:
+            first = asyncio.create_task(_sse_events(http, url, 1))
+            await asyncio.sleep(0.5)  # connected before the first alert
+            offline(unique_name("gw"))
+            [seen] = await asyncio.wait_for(first, 20)
+            assert seen["event"] == "alert.raised"
+            # disconnected: two more alerts happen meanwhile
+            missed = [unique_name("gw"), unique_name("gw")]
+            for gw in missed:
+                offline(gw)
+            await until(lambda: len(runtime.service.open_alerts()) >= 3, 20, "3 alerts")  # type: ignore[union-attr]
+            resumed = await _sse_events(http, url, 2, last_id=seen["id"])
+        assert [e["event"] for e in resumed] == ["alert.raised", "alert.raised"]
+        assert sorted(json.loads(e["data"])["data"]["alert"]["subject"] for e in resumed) == sorted(
+            missed
+        )
+        assert int(resumed[0]["id"]) > int(seen["id"])
+    finally:
+        for p in pubs:
+            p.close()
