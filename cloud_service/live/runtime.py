@@ -35,6 +35,7 @@ from cloud_service.api.server import ApiServer
 from cloud_service.ingest.health import HealthCore
 from cloud_service.ingest.worker import IngestWorker
 from cloud_service.live.analytics import LiveAnalytics
+from cloud_service.live.feed import LiveFeed
 from cloud_service.live.history import RebuildReport, rebuild
 from cloud_service.live.monitor import Monitor, wall_ms
 from cloud_service.live.outputs import OutputWriter
@@ -69,6 +70,7 @@ class LiveRuntime:
     outputs: OutputWriter | None = None
     rebuilt: RebuildReport | None = None
     rule_store: SqlRuleStore | None = None
+    feed: LiveFeed | None = None
 
     @classmethod
     def build(
@@ -81,8 +83,14 @@ class LiveRuntime:
         a = settings.alerts
         rules = load_rules(a.rules_file or DEFAULT_RULES)  # a bad file stops start-up, by field
         live = LiveAnalytics(settings.live)
-        ingest.core.on_batch = live.on_batch
-        ingest.core.on_birth = live.on_birth
+        feed: LiveFeed | None = None
+        health = ingest.health
+        if settings.live.source == "subscription":
+            health = HealthCore(settings.health.stale_after_periods)
+            feed = LiveFeed(settings, live, health, f"{settings.mqtt.client_id}-live")
+        else:
+            ingest.core.on_batch = live.on_batch
+            ingest.core.on_birth = live.on_birth
         alert_store = SqlAlertStore(engine)
         policy = OutboxPolicy.from_settings(a.outbox)
         router = Router(a, policy)
@@ -109,14 +117,18 @@ class LiveRuntime:
         )  # fmt: skip
         runtime = cls(
             settings, live, alert_store, router, dispatcher, link,
-            SqlPlanStore(engine), SqlApiKeyStore(engine), ingest.health, rules,
+            SqlPlanStore(engine), SqlApiKeyStore(engine), health, rules,
         )  # fmt: skip
+        runtime.feed = feed
         runtime.rule_store = SqlRuleStore(engine)
         runtime.store = store
         runtime.outputs = OutputWriter(live, store)
         live.on_events = runtime.outputs.on_anomalies
         runtime_ref.append(runtime)
-        ingest.on_health_event = lambda _event: runtime.wake()
+        if feed is not None:
+            feed.on_health_event = lambda _event: runtime.wake()
+        else:
+            ingest.on_health_event = lambda _event: runtime.wake()
         return runtime
 
     def wake(self) -> None:
@@ -163,7 +175,14 @@ class LiveRuntime:
         assert self.service is not None, "call start() first"
         assert self.monitor is not None
         assert self.stream is not None
-        tasks = [
+        tasks = []
+        if self.feed is not None:
+            tasks.append(asyncio.create_task(self.feed.run(stop), name="live-feed"))
+            # retained births and states first, so the first evaluation sees known gateways
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.feed.connected.wait(), 10)
+            await asyncio.sleep(0.5)
+        tasks += [
             asyncio.create_task(self.monitor.run(stop), name="monitor"),
             asyncio.create_task(self.dispatcher.run(stop), name="dispatcher"),
         ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -9,6 +11,10 @@ class LiveSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     enabled: bool = True
+    #: "ingest": fed by this process's ingest (one ingest worker). "subscription": its own
+    #: MQTT subscription outside the share group (several ingest workers; run the live loop in
+    #: one of them and set ``enabled = false`` in the others).
+    source: Literal["ingest", "subscription"] = "ingest"
     #: Rules are evaluated at once when an anomaly arrives, and at least this often (timers:
     #: stuck for N minutes, silence, on/off delays).
     evaluate_interval_s: float = Field(default=1.0, gt=0)
