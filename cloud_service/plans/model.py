@@ -1,11 +1,13 @@
-"""The plan book: SKU replenishment policies and production and demand targets (pure values).
+"""The plan book: SKU replenishment policies, production and demand targets, and scheduled
+receipts (open purchase orders, transfers in transit): pure values.
 
 Analytics and alert rules ask it, per reading, "what is this SKU's safety stock?", "what
 should this line be making now?", "how much demand was planned since the last reading?", for
 thousands of SKUs. So a book validates once and indexes once when built: a policy is one
-dict lookup, a target a bisection in the periods of its (site, line) or (site, sku).
+dict lookup, a target a bisection in the periods of its (site, line) or (site, sku), the
+receipts still to come a bisection in the due times of their (site, sku, location).
 
-Location rule (policies and demand alike): a query for a location uses that location's
+Location rule (policies, demand and receipts alike): a query for a location uses that location's
 entries when there are any, else the site-wide entries (``location=None``); a query without
 a location uses the site-wide entries only.
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import unicodedata
 from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -24,6 +27,7 @@ from cloud_service.plans.errors import PlanError
 from shared.ids import is_valid_id
 
 MAX_MS: Final = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z, the last ISO-8601 instant
+MAX_REFERENCE: Final = 256  # characters of a receipt's reference (PO number, transfer id)
 
 _Problems = list[tuple[str, str]]
 _T = TypeVar("_T", "ProductionTarget", "DemandTarget")
@@ -46,16 +50,18 @@ def _non_negative(problems: _Problems, **values: float) -> None:
 
 
 def _period(problems: _Problems, start_ms: int, end_ms: int) -> None:
-    ok = True
-    for name, value in (("start_ms", start_ms), ("end_ms", end_ms)):
-        if isinstance(value, bool) or not isinstance(value, int):
-            problems.append((name, f"must be an integer epoch ms, not {type(value).__name__}"))
-            ok = False
-        elif not 0 <= value <= MAX_MS:
-            problems.append((name, f"must be between 0 (1970) and {MAX_MS} (9999), got {value}"))
-            ok = False
-    if ok and end_ms <= start_ms:
+    before = len(problems)
+    _instant(problems, "start_ms", start_ms)
+    _instant(problems, "end_ms", end_ms)
+    if len(problems) == before and end_ms <= start_ms:
         problems.append(("end_ms", f"must be after start_ms ({start_ms}), got {end_ms}"))
+
+
+def _instant(problems: _Problems, name: str, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        problems.append((name, f"must be an integer epoch ms, not {type(value).__name__}"))
+    elif not 0 <= value <= MAX_MS:
+        problems.append((name, f"must be between 0 (1970) and {MAX_MS} (9999), got {value}"))
 
 
 def _raise(kind: str, problems: _Problems) -> None:
@@ -138,6 +144,57 @@ class DemandTarget:
         _as_floats(self, "quantity")
 
 
+@dataclass(frozen=True, slots=True)
+class ScheduledReceipt:
+    """Stock expected to arrive: an open purchase order or a transfer in transit, due at
+    ``due_ms``. ``reference`` (PO number, transfer id) is free text, may be empty."""
+
+    site: str
+    sku: str
+    due_ms: int
+    quantity: float
+    location: str | None = None
+    reference: str = ""
+
+    def __post_init__(self) -> None:
+        problems: _Problems = []
+        _ids(problems, site=self.site, sku=self.sku, location=self.location)
+        _instant(problems, "due_ms", self.due_ms)
+        q = self.quantity
+        if isinstance(q, bool) or not isinstance(q, int | float):
+            problems.append(("quantity", f"must be a number, not {type(q).__name__}"))
+        elif not math.isfinite(q) or q <= 0:
+            problems.append(("quantity", f"must be finite and > 0, got {q!r}"))
+        _reference(problems, self.reference)
+        _raise("scheduled receipt", problems)
+        _as_floats(self, "quantity")
+
+
+def _reference(problems: _Problems, value: object) -> None:
+    if not isinstance(value, str):
+        problems.append(("reference", f"must be a string, not {type(value).__name__}"))
+    elif len(value) > MAX_REFERENCE:
+        problems.append(("reference", f"at most {MAX_REFERENCE} characters, got {len(value)}"))
+    elif any(unicodedata.category(c) in ("Cc", "Cs") for c in value):
+        # Control characters and lone surrogates: no TOML string, UTF-8 or SQL text holds them.
+        problems.append(("reference", "no control characters or lone surrogates"))
+
+
+class _Receipts:
+    """The receipts of one (site, sku, location) sorted by due time (ties in book order)."""
+
+    __slots__ = ("dues", "receipts")
+
+    def __init__(self, receipts: Iterable[ScheduledReceipt]) -> None:
+        self.receipts = sorted(receipts, key=lambda r: r.due_ms)
+        self.dues = [r.due_ms for r in self.receipts]
+
+    def after(self, after_ms: int | None) -> list[ScheduledReceipt]:
+        if after_ms is None:
+            return list(self.receipts)
+        return self.receipts[bisect_right(self.dues, after_ms) :]
+
+
 class _Timeline:
     """Periods of one key sorted by start, with running max of ends (overlaps allowed)."""
 
@@ -181,7 +238,7 @@ class _Timeline:
 
 
 class _Index:
-    __slots__ = ("demand", "policies", "production")
+    __slots__ = ("demand", "policies", "production", "receipts")
 
     def __init__(self, book: PlanBook) -> None:
         problems: _Problems = []
@@ -203,6 +260,21 @@ class _Index:
                 demand_target
             )
         self.demand = {key: _Timeline(items) for key, items in demand.items()}
+        receipts: defaultdict[tuple[str, str, str | None], list[ScheduledReceipt]] = defaultdict(
+            list
+        )
+        referenced: dict[tuple[str, str, str | None, str], int] = {}
+        for i, receipt in enumerate(book.receipts):
+            receipts[(receipt.site, receipt.sku, receipt.location)].append(receipt)
+            if receipt.reference:  # one order counted twice would hide a real stockout
+                ref = (receipt.site, receipt.sku, receipt.location, receipt.reference)
+                if ref in referenced:
+                    problems.append(
+                        (f"receipts[{i}]", f"duplicate of receipts[{referenced[ref]}] {ref}")
+                    )
+                else:
+                    referenced[ref] = i
+        self.receipts = {key: _Receipts(items) for key, items in receipts.items()}
         # Overlaps would count one quantity twice: refuse them per (line, sku) and per SKU.
         _overlaps(problems, "production", book.production, lambda t: (t.site, t.line, t.sku))
         _overlaps(problems, "demand", book.demand, lambda t: (t.site, t.sku, t.location))
@@ -225,7 +297,12 @@ def _overlaps(
                 problems.append((f"{name}[{b}].start_ms", f"overlaps {name}[{a}]"))
 
 
-_PARTS: Final = (("skus", SkuPolicy), ("production", ProductionTarget), ("demand", DemandTarget))
+_PARTS: Final = (
+    ("skus", SkuPolicy),
+    ("production", ProductionTarget),
+    ("demand", DemandTarget),
+    ("receipts", ScheduledReceipt),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,6 +312,7 @@ class PlanBook:
     skus: tuple[SkuPolicy, ...] = ()
     production: tuple[ProductionTarget, ...] = ()
     demand: tuple[DemandTarget, ...] = ()
+    receipts: tuple[ScheduledReceipt, ...] = ()
     _index: _Index = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
@@ -286,3 +364,16 @@ class PlanBook:
         if location is not None and (found := demand.get((site, sku, location))):
             return found
         return demand.get((site, sku, None))
+
+    def receipts_for(
+        self, site: str, sku: str, location: str | None = None, *, after_ms: int | None = None
+    ) -> list[ScheduledReceipt]:
+        """Scheduled receipts of ``sku`` at ``location`` (its own if it has any, else the
+        site-wide ones), sorted by due time; with ``after_ms``, only those due after it."""
+        receipts = self._index.receipts
+        found = None
+        if location is not None:
+            found = receipts.get((site, sku, location))
+        if found is None:
+            found = receipts.get((site, sku, None))
+        return [] if found is None else found.after(after_ms)

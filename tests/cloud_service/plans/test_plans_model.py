@@ -8,7 +8,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cloud_service.plans import DemandTarget, PlanBook, PlanError, ProductionTarget, SkuPolicy
+from cloud_service.plans import (
+    DemandTarget,
+    PlanBook,
+    PlanError,
+    ProductionTarget,
+    ScheduledReceipt,
+    SkuPolicy,
+)
+from cloud_service.plans.model import MAX_MS
 
 H = 3_600_000
 
@@ -73,6 +81,68 @@ def test_invalid_values_are_refused_by_field(build: object, fields: list[str]) -
     with pytest.raises(PlanError) as info:
         build()
     assert info.value.fields == fields
+
+
+def test_receipts_are_found_for_their_location_sorted_and_after_a_time() -> None:
+    late = ScheduledReceipt("p1", "A", 30 * H, 500, reference="PO-2")
+    early = ScheduledReceipt("p1", "A", 10 * H, 200.5, reference="PO-1")
+    same_time = ScheduledReceipt("p1", "A", 10 * H, 50)  # no reference: never a duplicate
+    unreferenced = ScheduledReceipt("p1", "A", 10 * H, 50)
+    at_w2 = ScheduledReceipt("p1", "A", 20 * H, 80, "W2", "TR-9")
+    other_sku = ScheduledReceipt("p1", "B", 5 * H, 1)
+    book = PlanBook(receipts=(late, early, same_time, at_w2, other_sku, unreferenced))
+    assert book.receipts_for("p1", "A") == [early, same_time, unreferenced, late]
+    assert book.receipts_for("p1", "A", "W2") == [at_w2]
+    assert book.receipts_for("p1", "A", "W9") == [early, same_time, unreferenced, late]
+    assert book.receipts_for("p1", "A", after_ms=10 * H) == [late]  # due strictly after
+    assert book.receipts_for("p1", "A", after_ms=10 * H - 1) == [early, same_time,
+                                                                 unreferenced, late]  # fmt: skip
+    assert book.receipts_for("p1", "A", "W2", after_ms=20 * H) == []
+    assert book.receipts_for("p1", "A", after_ms=0) == book.receipts_for("p1", "A")
+    assert book.receipts_for("p2", "A") == []
+    assert PlanBook(receipts=(at_w2,)).receipts_for("p1", "A") == []
+    found = book.receipts_for("p1", "B")
+    found.clear()  # the caller's list, not the index
+    assert book.receipts_for("p1", "B") == [other_sku]
+
+
+def test_a_receipt_is_validated_by_field() -> None:
+    with pytest.raises(PlanError) as info:
+        ScheduledReceipt("p/1", "A", MAX_MS + 1, 0, location="", reference="x" * 257)
+    assert info.value.fields == ["site", "location", "due_ms", "quantity", "reference"]
+    for quantity in (-1, math.inf, math.nan, True, "5"):
+        with pytest.raises(PlanError) as info:
+            ScheduledReceipt("p1", "A", 0, quantity)  # type: ignore[arg-type]
+        assert info.value.fields == ["quantity"]
+    for due in (-1, 1.5, None):
+        with pytest.raises(PlanError) as info:
+            ScheduledReceipt("p1", "A", due, 1)  # type: ignore[arg-type]
+        assert info.value.fields == ["due_ms"]
+    for reference in ("PO\n1", "\ud800", 42):
+        with pytest.raises(PlanError) as info:
+            ScheduledReceipt("p1", "A", 0, 1, reference=reference)  # type: ignore[arg-type]
+        assert info.value.fields == ["reference"]
+    ok = ScheduledReceipt("p1", "A", MAX_MS, 3, reference="Bestellung Nr. 4711 – Müller" * 9)
+    assert type(ok.quantity) is float
+    assert len(ok.reference) == 252
+
+
+def test_a_referenced_receipt_is_refused_twice_per_sku_and_location() -> None:
+    with pytest.raises(PlanError) as info:
+        PlanBook(
+            receipts=(
+                ScheduledReceipt("p1", "A", 0, 1, reference="PO-1"),
+                ScheduledReceipt("p1", "A", 5, 1, "W1", "PO-1"),  # another location: fine
+                ScheduledReceipt("p1", "B", 5, 1, reference="PO-1"),  # another SKU: fine
+                ScheduledReceipt("p1", "A", 9, 2, reference="PO-1"),
+                ScheduledReceipt("p1", "A", 9, 2),
+                ScheduledReceipt("p1", "A", 9, 2),
+            )
+        )
+    assert info.value.fields == ["receipts[3]"]
+    with pytest.raises(PlanError) as info:
+        PlanBook(receipts=(DemandTarget("p1", "A", 0, 1, 1),))  # type: ignore[arg-type]
+    assert info.value.fields == ["receipts[0]"]
 
 
 def test_duplicates_and_overlaps_are_refused_with_their_positions() -> None:
@@ -141,3 +211,26 @@ def test_demand_between_is_the_pro_rata_sum(
     assert book.demand_between("p1", "A", start, end) == pytest.approx(naive, rel=1e-9, abs=1e-6)
     inside = [x for x in targets if x.start_ms <= start < x.end_ms]
     assert book.demand_at("p1", "A", start) == (inside[0] if inside else None)
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 100), st.sampled_from([None, "W1"]), st.floats(0.5, 1e6)),
+        max_size=30,
+    ),
+    st.none() | st.integers(-10, 110),
+    st.sampled_from([None, "W1", "W2"]),
+)
+def test_receipts_for_is_a_sorted_filtered_scan(
+    raw: list[tuple[int, str | None, float]], after: int | None, location: str | None
+) -> None:
+    receipts = tuple(ScheduledReceipt("p1", "A", due, q, loc) for due, loc, q in raw)
+    book = PlanBook(receipts=receipts)
+    has_own = location is not None and any(r.location == location for r in receipts)
+    wanted = location if has_own else None
+    expected = sorted(
+        (r for r in receipts
+         if r.location == wanted and (after is None or r.due_ms > after)),
+        key=lambda r: r.due_ms,
+    )  # fmt: skip
+    assert book.receipts_for("p1", "A", location, after_ms=after) == expected
