@@ -1,11 +1,12 @@
 """Plan books to and from TOML files and JSON bodies (one data shape for both).
 
-``{"skus": [...], "production": [...], "demand": [...], "shifts": [...], "timezone": "..."}``:
-times as ISO-8601 strings (naive ones in ``timezone``, default UTC), TOML dates and times, or
-integer epoch ms (``start``/``end``, or ``start_ms``/``end_ms``). ``shifts`` is the recurring
-form of ``production`` (:mod:`cloud_service.plans.shifts`). Problems come back together in
-one :class:`PlanError`, with paths such as ``demand[3].end`` (shape first: unknown or missing
-fields and bad times; then values and overlaps). Export writes the explicit form with UTC ISO
+``{"skus": [...], "production": [...], "demand": [...], "receipts": [...], "shifts": [...],
+"timezone": "..."}``: times as ISO-8601 strings (naive ones in ``timezone``, default UTC), TOML
+dates and times, or integer epoch ms (``start``/``end`` or ``start_ms``/``end_ms``; a receipt's
+``due`` or ``due_ms``). ``shifts`` is the recurring form of ``production``
+(:mod:`cloud_service.plans.shifts`). Problems come back together in one :class:`PlanError`,
+with paths such as ``demand[3].end`` (shape first: unknown or missing fields and bad times;
+then values, overlaps and duplicates). Export writes the explicit form with UTC ISO
 times, which reads back to an equal book.
 """
 
@@ -20,22 +21,37 @@ from typing import Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cloud_service.plans.errors import PlanError
-from cloud_service.plans.model import DemandTarget, PlanBook, ProductionTarget, SkuPolicy
+from cloud_service.plans.model import (
+    DemandTarget,
+    PlanBook,
+    ProductionTarget,
+    ScheduledReceipt,
+    SkuPolicy,
+)
 from cloud_service.plans.shifts import expand_shifts
 from cloud_service.plans.times import TimeFormatError, to_iso, to_ms
 
 _Problems = list[tuple[str, str]]
-_Part = type[SkuPolicy] | type[ProductionTarget] | type[DemandTarget]
+_Part = type[SkuPolicy] | type[ProductionTarget] | type[DemandTarget] | type[ScheduledReceipt]
+_PERIOD: Final = ("start", "end")
 
-#: Per section: its class, the required fields, the optional ones (times are ``start``/``end``).
-_SECTIONS: Final[dict[str, tuple[_Part, tuple[str, ...], tuple[str, ...]]]] = {
+#: Per section: its class, the required fields, the optional ones, and its required times
+#: (each given as ``name`` or ``name_ms``).
+_SECTIONS: Final[dict[str, tuple[_Part, tuple[str, ...], tuple[str, ...], tuple[str, ...]]]] = {
     "skus": (
         SkuPolicy,
         ("site", "sku"),
         ("location", "lead_time_h", "safety_stock", "service_level", "review_h"),
+        (),
     ),
-    "production": (ProductionTarget, ("site", "line", "quantity"), ("sku", "period")),
-    "demand": (DemandTarget, ("site", "sku", "quantity"), ("location",)),
+    "production": (ProductionTarget, ("site", "line", "quantity"), ("sku", "period"), _PERIOD),
+    "demand": (DemandTarget, ("site", "sku", "quantity"), ("location",), _PERIOD),
+    "receipts": (
+        ScheduledReceipt,
+        ("site", "sku", "quantity"),
+        ("location", "reference"),
+        ("due",),
+    ),
 }
 _TOP: Final = frozenset({*_SECTIONS, "shifts", "timezone"})
 
@@ -71,28 +87,27 @@ def plan_from_data(data: object, source: str = "plan") -> PlanBook:
             skus=tuple(parts["skus"]),
             production=tuple(parts["production"]),
             demand=tuple(parts["demand"]),
+            receipts=tuple(parts["receipts"]),
         )
     except PlanError as exc:
         raise PlanError(source, exc.problems) from None
 
 
 def _part(name: str, item: Mapping[str, Any], tz: tzinfo) -> object:
-    cls, required, optional = _SECTIONS[name]
-    timed = name != "skus"
-    known = {*required, *optional, *(("start", "end", "start_ms", "end_ms") if timed else ())}
+    cls, required, optional, times = _SECTIONS[name]
+    known = {*required, *optional, *times, *(f"{t}_ms" for t in times)}
     problems: _Problems = [(str(k), "unknown field") for k in item if k not in known]
     problems += [(k, "required") for k in required if item.get(k) is None]
     kwargs: dict[str, Any] = {k: item[k] for k in (*required, *optional) if item.get(k) is not None}
-    if timed:
-        for edge in ("start", "end"):
-            given = [k for k in (edge, f"{edge}_ms") if k in item]
-            if len(given) != 1:
-                problems.append((edge, "required" if not given else f"give {edge} or {edge}_ms"))
-                continue
-            try:
-                kwargs[f"{edge}_ms"] = to_ms(item[given[0]], tz)
-            except TimeFormatError as exc:
-                problems.append((given[0], str(exc)))
+    for edge in times:
+        given = [k for k in (edge, f"{edge}_ms") if k in item]
+        if len(given) != 1:
+            problems.append((edge, "required" if not given else f"give {edge} or {edge}_ms"))
+            continue
+        try:
+            kwargs[f"{edge}_ms"] = to_ms(item[given[0]], tz)
+        except TimeFormatError as exc:
+            problems.append((given[0], str(exc)))
     if problems:
         raise PlanError(name, problems)
     return cls(**kwargs)
@@ -111,7 +126,8 @@ def _timezone(value: object, problems: _Problems) -> tzinfo:
 
 
 def plan_to_data(book: PlanBook) -> dict[str, list[dict[str, Any]]]:
-    """The explicit form (no ``shifts``), times as UTC ISO-8601, absent values omitted."""
+    """The explicit form (no ``shifts``), times as UTC ISO-8601, absent values (and empty
+    receipt references) omitted."""
     skus = [_drop_none({
         "site": p.site, "sku": p.sku, "location": p.location, "lead_time_h": p.lead_time_h,
         "safety_stock": p.safety_stock, "service_level": p.service_level, "review_h": p.review_h,
@@ -124,7 +140,11 @@ def plan_to_data(book: PlanBook) -> dict[str, list[dict[str, Any]]]:
         "site": t.site, "sku": t.sku, "location": t.location, "start": to_iso(t.start_ms),
         "end": to_iso(t.end_ms), "quantity": t.quantity,
     }) for t in book.demand]  # fmt: skip
-    return {"skus": skus, "production": production, "demand": demand}
+    receipts = [_drop_none({
+        "site": r.site, "sku": r.sku, "location": r.location, "due": to_iso(r.due_ms),
+        "quantity": r.quantity, "reference": r.reference or None,
+    }) for r in book.receipts]  # fmt: skip
+    return {"skus": skus, "production": production, "demand": demand, "receipts": receipts}
 
 
 def _drop_none(row: dict[str, Any]) -> dict[str, Any]:
@@ -170,7 +190,8 @@ def load_plan(path: Path) -> PlanBook:
 
 
 def plan_to_toml(book: PlanBook) -> str:
-    """``[[skus]]``, ``[[production]]`` and ``[[demand]]`` tables (tomllib reads it back)."""
+    """``[[skus]]``, ``[[production]]``, ``[[demand]]`` and ``[[receipts]]`` tables (tomllib
+    reads it back)."""
     lines = ["# Flightdeck plan book (times in UTC)"]
     for section, rows in plan_to_data(book).items():
         for row in rows:

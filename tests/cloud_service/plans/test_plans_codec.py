@@ -12,7 +12,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cloud_service.plans import DemandTarget, PlanBook, PlanError, ProductionTarget, SkuPolicy
+from cloud_service.plans import (
+    DemandTarget,
+    PlanBook,
+    PlanError,
+    ProductionTarget,
+    ScheduledReceipt,
+    SkuPolicy,
+)
 from cloud_service.plans.codec import (
     load_plan,
     parse_plan_json,
@@ -56,6 +63,20 @@ location = "W2"
 start = 2025-06-02                  # a date: midnight in the plan's timezone
 end_ms = 1748901600000              # epoch ms (2025-06-03T00:00+02:00)
 quantity = 900
+
+[[receipts]]
+site = "plant-1"
+sku = "A-113"
+location = "W2"
+due = 2025-06-04T10:00:00           # in the plan's timezone, like every time
+quantity = 2400
+reference = "PO-4711"
+
+[[receipts]]
+site = "plant-1"
+sku = "A-113"
+due_ms = 1748944800000              # epoch ms (2025-06-03T12:00+02:00)
+quantity = 500
 """
 
 
@@ -71,6 +92,12 @@ def test_the_documented_example_reads_every_time_form() -> None:
     (demand,) = book.demand
     assert (demand.start_ms, demand.end_ms) == (ms(2025, 6, 2, tz=BERLIN), 1748901600000)
     assert book.demand_between("plant-1", "A-113", demand.start_ms, demand.end_ms, "W2") == 900
+    assert book.receipts == (
+        ScheduledReceipt("plant-1", "A-113", ms(2025, 6, 4, 10, tz=BERLIN), 2400, "W2", "PO-4711"),
+        ScheduledReceipt("plant-1", "A-113", ms(2025, 6, 3, 12, tz=BERLIN), 500),
+    )
+    assert book.receipts_for("plant-1", "A-113", "W2") == [book.receipts[0]]
+    assert book.receipts_for("plant-1", "A-113", "W7") == [book.receipts[1]]
 
 
 def test_shifts_expand_in_local_time_across_a_daylight_saving_change() -> None:
@@ -136,6 +163,53 @@ def test_every_problem_of_the_input_is_reported_with_its_path() -> None:
         "production[0].start", "production[0].end", "demand[0].start",
         "shifts[0].from", "shifts[0].weekdays[0]", "shifts[0].times[0]",
     ]  # fmt: skip
+
+
+def test_receipt_problems_are_reported_with_their_paths() -> None:
+    with pytest.raises(PlanError) as info:
+        plan_from_data({"receipts": [
+            {"site": "p1", "due": "soon", "quantity": 1, "po": "x"},
+            {"site": "p1", "sku": "A", "due": 5, "due_ms": 5, "quantity": 1},
+            {"site": "p1", "sku": "A", "quantity": 1},
+        ]})  # fmt: skip
+    assert info.value.fields == [
+        "receipts[0].po", "receipts[0].sku", "receipts[0].due",
+        "receipts[1].due", "receipts[2].due",
+    ]  # fmt: skip
+    with pytest.raises(PlanError) as info:
+        plan_from_data({"receipts": [
+            {"site": "p1", "sku": "A", "due": "2025-06-02", "quantity": 0, "reference": 7},
+            {"site": "p1", "sku": "A", "due_ms": 1, "quantity": 1, "reference": "PO-1"},
+            {"site": "p1", "sku": "A", "due_ms": 2, "quantity": 1, "reference": "PO-1"},
+        ]})  # fmt: skip
+    assert info.value.fields == ["receipts[0].quantity", "receipts[0].reference"]
+    with pytest.raises(PlanError) as info:
+        plan_from_data({"receipts": [
+            {"site": "p1", "sku": "A", "due_ms": 1, "quantity": 1, "reference": "PO-1"},
+            {"site": "p1", "sku": "A", "due_ms": 2, "quantity": 1, "reference": "PO-1"},
+        ]})  # fmt: skip
+    assert info.value.fields == ["receipts[1]"]
+
+
+def test_an_empty_reference_is_not_written_and_reads_back_empty() -> None:
+    quoted = 'say "x" \\ y'
+    book = PlanBook(
+        receipts=(
+            ScheduledReceipt("p1", "A", 0, 1),
+            ScheduledReceipt("p1", "A", 1, 2, None, quoted),
+        )
+    )
+    rows = json.loads(plan_to_json(book))["receipts"]
+    assert rows == [
+        {"site": "p1", "sku": "A", "due": "1970-01-01T00:00:00.000Z", "quantity": 1.0},
+        {"site": "p1", "sku": "A", "due": "1970-01-01T00:00:00.001Z", "quantity": 2.0,
+         "reference": quoted},
+    ]  # fmt: skip
+    assert parse_plan_toml(plan_to_toml(book)) == book
+    assert parse_plan_json('{"receipts": [{"site": "p1", "sku": "A", "due_ms": 0, "quantity": 1,'
+                           ' "reference": null, "location": null}]}') == PlanBook(
+        receipts=(book.receipts[0],)
+    )  # fmt: skip
 
 
 def test_values_are_checked_once_the_shape_is_right() -> None:
@@ -210,12 +284,22 @@ demand = st.builds(
     lambda site, sku, span, q, location: DemandTarget(site, sku, *span, q, location),
     ids, ids, spans(), amounts, st.none() | ids,
 )  # fmt: skip
+# Free text a receipt accepts: anything but control characters and lone surrogates.
+references = st.text(st.characters(exclude_categories=("Cc", "Cs")), max_size=256)
+receipts = st.builds(
+    ScheduledReceipt, site=ids, sku=ids, due_ms=st.integers(0, MAX_MS),
+    quantity=st.floats(min_value=0, exclude_min=True, allow_nan=False, allow_infinity=False),
+    location=st.none() | ids, reference=references,
+)  # fmt: skip
 books = st.builds(
-    lambda s, p, d: PlanBook(tuple(s), tuple(p), tuple(d)),
+    lambda s, p, d, r: PlanBook(tuple(s), tuple(p), tuple(d), tuple(r)),
     st.lists(policies, max_size=5, unique_by=lambda x: (x.site, x.sku, x.location)),
     st.lists(production, max_size=5, unique_by=lambda x: (x.site, x.line, x.sku)),
     st.lists(demand, max_size=5, unique_by=lambda x: (x.site, x.sku, x.location)),
-)
+    # Receipts without a reference may repeat; referenced ones are unique per SKU and location.
+    st.lists(receipts, max_size=6, unique_by=lambda x: (x.site, x.sku, x.location,
+                                                        x.reference or object())),
+)  # fmt: skip
 
 
 @settings(max_examples=200)
@@ -240,10 +324,11 @@ json_values = st.recursive(
 )  # fmt: skip
 fields = st.sampled_from(
     ["site", "sku", "line", "location", "start", "end", "start_ms", "end_ms", "quantity",
-     "lead_time_h", "service_level", "period", "from", "times", "days", "x"]
+     "lead_time_h", "service_level", "period", "from", "times", "days", "due", "due_ms",
+     "reference", "x"]
 )  # fmt: skip
 almost = st.dictionaries(
-    st.sampled_from(["skus", "production", "demand", "shifts", "timezone"]),
+    st.sampled_from(["skus", "production", "demand", "receipts", "shifts", "timezone"]),
     st.lists(st.dictionaries(fields, json_values, max_size=8), max_size=3) | json_values,
 )
 
