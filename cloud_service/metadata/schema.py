@@ -227,3 +227,18 @@ alert_rule_changes = Table(
     Column("before", Text, nullable=False),  # JSON list of rule bodies
     Column("after", Text, nullable=False),
 )
+
+# -- scheduled receipts of the plan book (cloud_service.plans.store) -----------------------
+# Open purchase orders and transfers in transit, one row each, like the other plan tables.
+
+plan_receipts = Table(
+    "plan_receipts",
+    metadata,
+    Column("position", Integer, primary_key=True, autoincrement=False),
+    Column("site", String(ID), nullable=False),
+    Column("sku", String(ID), nullable=False),
+    Column("location", String(ID), nullable=True),
+    Column("due_ms", BigInteger, nullable=False),
+    Column("quantity", Float, nullable=False),
+    Column("reference", String(256), nullable=False),  # free text, "" when none
+)

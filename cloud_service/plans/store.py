@@ -12,14 +12,21 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cloud_service.metadata.guard import guard
-from cloud_service.metadata.schema import plan_demand, plan_production, plan_skus
-from cloud_service.plans.model import DemandTarget, PlanBook, ProductionTarget, SkuPolicy
+from cloud_service.metadata.schema import plan_demand, plan_production, plan_receipts, plan_skus
+from cloud_service.plans.model import (
+    DemandTarget,
+    PlanBook,
+    ProductionTarget,
+    ScheduledReceipt,
+    SkuPolicy,
+)
 
 _COLUMNS = {
     plan_skus: ("site", "sku", "location", "lead_time_h", "safety_stock", "service_level",
                 "review_h"),
     plan_production: ("site", "line", "sku", "period", "start_ms", "end_ms", "quantity"),
     plan_demand: ("site", "sku", "location", "start_ms", "end_ms", "quantity"),
+    plan_receipts: ("site", "sku", "location", "due_ms", "quantity", "reference"),
 }  # fmt: skip
 
 
@@ -34,6 +41,7 @@ class SqlPlanStore:
             (plan_skus, book.skus),
             (plan_production, book.production),
             (plan_demand, book.demand),
+            (plan_receipts, book.receipts),
         ]
         with guard("plan replace", self._backend):
             async with self.engine.begin() as conn:
@@ -52,12 +60,16 @@ class SqlPlanStore:
                     select(plan_production).order_by(plan_production.c.position)
                 )
                 demand = await conn.execute(select(plan_demand).order_by(plan_demand.c.position))
+                receipts = await conn.execute(
+                    select(plan_receipts).order_by(plan_receipts.c.position)
+                )
                 return PlanBook(
                     skus=tuple(SkuPolicy(**_fields(r, plan_skus)) for r in skus),
                     production=tuple(
                         ProductionTarget(**_fields(r, plan_production)) for r in production
                     ),
                     demand=tuple(DemandTarget(**_fields(r, plan_demand)) for r in demand),
+                    receipts=tuple(ScheduledReceipt(**_fields(r, plan_receipts)) for r in receipts),
                 )
 
 
