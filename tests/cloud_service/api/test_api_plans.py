@@ -48,6 +48,41 @@ async def test_put_then_get_round_trips_and_notifies(api: Api) -> None:
     assert await api.deps.plans.load() == book
 
 
+async def test_scheduled_receipts_travel_through_put_and_get(api: Api) -> None:
+    receipts = [
+        {"site": "plant-1", "sku": "A-113", "location": "W2", "due": "2025-06-04T08:00:00Z",
+         "quantity": 2400, "reference": "PO-4711"},
+        {"site": "plant-1", "sku": "A-113", "due_ms": 1748944800000, "quantity": 500},
+    ]  # fmt: skip
+    put = await api.client.put(
+        "/api/v1/plans", json={**BODY, "receipts": receipts}, headers=api.writer
+    )
+    assert put.status_code == 200, put.text
+    (book,) = api.changed
+    (at_w2,) = book.receipts_for("plant-1", "A-113", "W2")
+    assert (at_w2.due_ms, at_w2.quantity, at_w2.reference) == (1749024000000, 2400.0, "PO-4711")
+    assert [r.due_ms for r in book.receipts_for("plant-1", "A-113")] == [1748944800000]
+    got = (await api.client.get("/api/v1/plans", headers=api.auth())).json()
+    assert got["receipts"] == [
+        {"site": "plant-1", "sku": "A-113", "location": "W2", "due": "2025-06-04T08:00:00.000Z",
+         "quantity": 2400.0, "reference": "PO-4711"},
+        {"site": "plant-1", "sku": "A-113", "due": "2025-06-03T10:00:00.000Z", "quantity": 500.0},
+    ]  # fmt: skip
+    as_toml = await api.client.get(
+        "/api/v1/plans", headers={**api.auth(), "Accept": "application/toml"}
+    )
+    assert "[[receipts]]" in as_toml.text
+    assert parse_plan_toml(as_toml.text) == book == await api.deps.plans.load()
+    twice = [*receipts, {**receipts[0], "due": "2025-06-05T08:00:00Z"}]
+    body = assert_problem(
+        await api.client.put("/api/v1/plans", json={**BODY, "receipts": twice}, headers=api.writer),
+        422,
+        "invalid-plan",
+    )
+    assert [e["field"] for e in body["errors"]] == ["receipts[2]"]
+    assert await api.deps.plans.load() == book
+
+
 async def test_a_toml_file_can_be_put_as_is(api: Api) -> None:
     text = 'timezone = "Europe/Berlin"\n' + plan_to_toml(parse_plan_json(json.dumps(BODY)))
     response = await api.client.put(
