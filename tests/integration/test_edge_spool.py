@@ -182,6 +182,7 @@ async def test_full_spool_drops_the_oldest_and_counts_exactly(
         await ingest.start()
         recorder = Recorder(broker, site, gateway)
         await until(lambda: agent.outbox.connected, 20, "reconnection")
+        await until(lambda: spool_readings(agent) == 0, 30, "the spool drained by acks")
         final = await run.finish()
         await until(
             lambda: (

@@ -137,7 +137,7 @@ async def test_gateway_offline_alert_reaches_the_plant_and_its_ack_comes_back(
         _, token = await keys.create(unique_name("key"), "read")
         url = f"http://127.0.0.1:{runtime.api.port}/api/v1"
         async with httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"}) as http:
-            listed = (await http.get(f"{url}/alerts")).json()
+            listed = (await http.get(f"{url}/alerts", params={"site": site})).json()
             events = (await http.get(f"{url}/alerts/{alert.id}/events")).json()
         assert [a["id"] for a in listed["alerts"]] == [alert.id]
         assert any("op1" in str(e) for e in events["events"]), events
@@ -147,7 +147,7 @@ async def test_gateway_offline_alert_reaches_the_plant_and_its_ack_comes_back(
         pub.publish(encode(online), pub.topic(Channel.STATE), retain=True)
         pub.publish(batch(gateway, 2, 10))
         await until(lambda: alert.id in watcher.cleared, 20, "the alert closed at the plant")
-        assert runtime.service.open_alerts() == []
+        assert [a for a in runtime.service.open_alerts() if a.key.site == site] == []
     finally:
         watcher.close()
         pub.close()
@@ -241,7 +241,11 @@ async def test_sse_client_reconnecting_with_last_event_id_misses_nothing(
             missed = [unique_name("gw"), unique_name("gw")]
             for gw in missed:
                 offline(gw)
-            await until(lambda: len(runtime.service.open_alerts()) >= 3, 20, "3 alerts")  # type: ignore[union-attr]
+            await until(
+                lambda: len([a for a in runtime.service.open_alerts() if a.key.site == site]) >= 3,  # type: ignore[union-attr]
+                20,
+                "3 alerts",
+            )
             resumed = await _sse_events(http, url, 2, last_id=seen["id"])
         assert [e["event"] for e in resumed] == ["alert.raised", "alert.raised"]
         assert sorted(json.loads(e["data"])["data"]["alert"]["subject"] for e in resumed) == sorted(
