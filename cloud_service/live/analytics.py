@@ -317,6 +317,12 @@ class LiveAnalytics:
                 service_level=min(max(policy.service_level, 0.5), 0.999) if policy else 0.95,
                 review_h=policy.review_h if policy else depletion.DEFAULT_REVIEW_H,
                 horizon_h=self.settings.forecast_horizon_h,
+                receipts=[
+                    depletion.Receipt(r.due_ms, r.quantity)
+                    for r in self.plans.receipts_for(
+                        info.site, sku, spec.location, after_ms=int(ts[-1])
+                    )
+                ],
                 production=inflow.production if inflow else None,
                 planned_output=inflow.planned if inflow else (),
             )

@@ -11,9 +11,18 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
 
-from cloud_service.plans.model import DemandTarget, PlanBook, ProductionTarget, SkuPolicy
+from cloud_service.plans.model import (
+    DemandTarget,
+    PlanBook,
+    ProductionTarget,
+    ScheduledReceipt,
+    SkuPolicy,
+)
 from firmware_sim.core.calendar import DAY_MS
+from firmware_sim.core.inventory import StockPoint
 from firmware_sim.core.sensors import Sample
 from firmware_sim.core.world import World
 from firmware_sim.scenario import default_scenario
@@ -117,6 +126,28 @@ def plan_book(world: World, days: int) -> PlanBook:
     return PlanBook(skus, tuple(production), tuple(demand))
 
 
+class OrderingWorld(World):
+    """The world, recording the replenishment orders it places (what an ERP would tell the
+    cloud as open orders): the same draws in the same order as ``World._reorder``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.orders_placed: list[tuple[str, str, int, int]] = []  # warehouse, sku, due, qty
+        super().__init__(*args, **kwargs)
+
+    def _reorder(self, t: int, point: StockPoint) -> None:
+        for quantity in point.reorder():
+            due = t + point.lead_time_ms()
+            self.orders_placed.append((point.warehouse, point.sku, due, quantity))
+            self.queue.schedule(due, partial(self._on_receipt, point, quantity))
+
+    def open_orders(self, site: str, now_ms: int) -> tuple[ScheduledReceipt, ...]:
+        return tuple(
+            ScheduledReceipt(site, sku, due, float(q), wh)
+            for wh, sku, due, q in self.orders_placed
+            if due > now_ms
+        )
+
+
 @dataclass
 class SimFeed:
     """Steps the world and returns each step's samples as one batch per gateway."""
@@ -124,12 +155,14 @@ class SimFeed:
     scenario: Scenario
     seed: int = 1
     step_ms: int = 10 * 60_000
-    world: World = field(init=False)
+    world: OrderingWorld = field(init=False)
     _samples: list[Sample] = field(default_factory=list)
     _seq: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.world = World(self.scenario, seed=self.seed, start_ms=START_MS, sample_floor_s=60)
+        self.world = OrderingWorld(
+            self.scenario, seed=self.seed, start_ms=START_MS, sample_floor_s=60
+        )
         self.world.add_listener(self._samples.append)
         self._where = gateway_of(self.scenario)
         self._spec = {s.id: s for s in self.scenario.signals}
