@@ -43,6 +43,7 @@ class Model(IntEnum):
     TSB = 4
     ADIDA = 5
     ZERO = 6
+    IMAPA = 7  # intermittent: IMAPA blended with TSB (kernels/auto.py)
 
 
 def reason_name(code: int) -> str:

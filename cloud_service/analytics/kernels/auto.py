@@ -1,16 +1,17 @@
 """Automatic demand model: classify, pick the model of the class, forecast with its error.
 
 Policy (by Syntetos-Boylan class): no demand forecasts zero; smooth and erratic demand
-(ADI < 1.32) get SES with alpha chosen by golden-section search on the one-step SSE in
-``[0.02, 0.5]`` (16 log-spaced candidates, one pass), or Holt (same alpha, beta 0.05) when a
-trend cuts the in-sample SSE by a quarter; intermittent and
-lumpy demand get IMAPA: ADIDA (aggregate to the mean inter-demand interval, SES, disaggregate)
-averaged over every aggregation level from 1 to that interval. Reported as model ``ADIDA``
-(``codes.Model`` has no IMAPA code yet). ADIDA was chosen over Croston, SBA and TSB on carparts
-(it follows a declining demand, SBA does not; on M5 it is within 0.003 WRMSSE of SBA); IMAPA
-over ADIDA on a split of carparts' *training* months (fit on the first 27, scored on the next
-12: MASE, RMSSE and |bias| all better than ADIDA's), see docs/analytics.md. The MSE of one
-period's demand around the forecast comes with it, for the quantiles of cumulative demand.
+(ADI < 1.32) get SES with alpha chosen by one-step SSE among 16 log-spaced values in
+``[0.02, 0.5]`` (one pass), or Holt (same alpha, beta 0.05) when a trend cuts the in-sample SSE
+by a quarter; intermittent and lumpy demand get ``0.75 × IMAPA + 0.25 × TSB`` (model code
+``IMAPA``), both with their smoothing constants chosen by how well the level, read as a flat
+forecast, matched the mean of the next ``FLAT_H`` = 12 periods over the history (IMAPA: alpha
+per aggregation level among 12 log-spaced values in ``[0.02, 0.3]``; TSB: ``alpha_d, alpha_p``
+in ``TSB_GRID``). History: SBA, then ADIDA (chosen after carparts' results were seen), then IMAPA
+with one-step SSE alphas (chosen on carparts' training months), then this blend (2026-11-26,
+chosen on three validation origins inside carparts' training months, never on the held-out
+year), see docs/analytics.md. The MSE of one period's demand around the forecast comes with it,
+for the quantiles of cumulative demand.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from cloud_service.analytics.kernels.intermittent import (
     C_NONE,
     C_SMOOTH,
     classify,
-    imapa,
+    imapa_flat,
+    tsb_flat,
 )
 from cloud_service.analytics.kernels.smoothing import holt_state, ses_grid_alpha
 
@@ -38,10 +40,15 @@ M_HOLT = 1
 M_SBA = 3
 M_ADIDA = 5
 M_ZERO = 6
+M_IMAPA = 7
 HOLT_GAIN = 0.75  # Holt must bring the SSE under 75% of SES's
 HOLT_BETA = 0.05
 SES_GRID = np.exp(np.linspace(np.log(SES_LO), np.log(SES_HI), 16))
 ADIDA_ITERS = 30
+FLAT_H = 12  # periods a flat forecast is scored over when choosing smoothing constants
+IMAPA_GRID = np.exp(np.linspace(np.log(0.02), np.log(0.3), 12))
+TSB_GRID = np.array([0.02, 0.05, 0.1, 0.2, 0.3, 0.5])
+TSB_WEIGHT = 0.25  # share of TSB in the intermittent forecast
 
 
 @nb.njit(cache=True)
@@ -115,8 +122,10 @@ def auto_forecast(y: F64) -> tuple[int, int, float, float, float]:
             if sse / (y.size - 1) < HOLT_GAIN * mse:
                 return cls, M_HOLT, max(lvl + tr, 0.0), tr, sse / (y.size - 1)
         return cls, M_SES, f, 0.0, mse
-    f = imapa(y, ADIDA_ITERS)
-    return cls, M_ADIDA, f, 0.0, demand_mse(y, f)
+    f = (1.0 - TSB_WEIGHT) * imapa_flat(y, IMAPA_GRID, FLAT_H) + TSB_WEIGHT * tsb_flat(
+        y, TSB_GRID, FLAT_H
+    )
+    return cls, M_IMAPA, f, 0.0, demand_mse(y, f)
 
 
 @nb.njit(cache=True, parallel=True)

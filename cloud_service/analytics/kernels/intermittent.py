@@ -10,6 +10,9 @@ Definitions follow statsforecast so that fixed-parameter forecasts agree with it
   end, the oldest incomplete bucket dropped), SES with alpha optimised in ``[0.1, 0.3]``, divided
   back by the bucket length. IMAPA (not in statsforecast): the mean of that forecast over the
   bucket lengths 1 to ``round(mean interval)``.
+* ``imapa_flat`` and ``tsb_flat`` (the service's intermittent model, not in statsforecast):
+  IMAPA and TSB with their smoothing constants chosen on a grid by how well the level, read as a
+  flat forecast, matched the mean of the following ``h`` periods in the history.
 
 Demand is assumed non-negative (depletion clips it); an all-zero history forecasts zero.
 """
@@ -22,7 +25,12 @@ import numba as nb
 import numpy as np
 import numpy.typing as npt
 
-from cloud_service.analytics.kernels.smoothing import ses_level, ses_optimal_alpha
+from cloud_service.analytics.kernels.smoothing import (
+    future_means,
+    ses_flat_alpha,
+    ses_level,
+    ses_optimal_alpha,
+)
 
 F64 = npt.NDArray[np.float64]
 
@@ -157,6 +165,75 @@ def imapa(y: F64, iters: int = 30) -> float:
     for agg in range(1, top + 1):
         acc += aggregate_ses(y, agg, iters)
     return acc / top
+
+
+@nb.njit(cache=True)
+def bucket_sums_end(y: F64, agg: int) -> F64:
+    """Sums over non-overlapping buckets of ``agg`` periods, aligned to the end (the oldest
+    incomplete bucket dropped)."""
+    m = y.size // agg
+    sums = np.empty(m, dtype=np.float64)
+    start = y.size - m * agg
+    for j in range(m):
+        acc = 0.0
+        for i in range(start + j * agg, start + (j + 1) * agg):
+            acc += y[i]
+        sums[j] = acc
+    return sums
+
+
+@nb.njit(cache=True)
+def imapa_flat(y: F64, grid: F64, h: int) -> float:
+    """IMAPA with each level's alpha chosen on ``grid`` by :func:`ses_flat_alpha` against the
+    next ``ceil(h / k)`` buckets of ``k`` periods, instead of by one-step SSE in [0.1, 0.3]."""
+    k = 0
+    for v in y:
+        if v != 0.0:
+            k += 1
+    if k == 0:
+        return 0.0
+    top = max(int(np.rint(mean_interval(y))), 1)
+    acc = 0.0
+    for agg in range(1, top + 1):
+        sums = bucket_sums_end(y, agg)
+        if sums.size == 0:
+            acc += y.sum() / y.size
+            continue
+        hb = max((h + agg - 1) // agg, 1)
+        lvl, _ = ses_flat_alpha(sums, grid, hb)
+        acc += lvl / agg
+    return acc / top
+
+
+@nb.njit(cache=True)
+def tsb_flat(y: F64, grid: F64, h: int) -> float:
+    """TSB with ``(alpha_d, alpha_p)`` from ``grid × grid``, chosen like :func:`imapa_flat`:
+    the forecast after each period against the mean of the next ``h`` (squared error)."""
+    n = y.size
+    if n == 0:
+        return 0.0
+    fm = future_means(y, h)
+    best = math.inf
+    best_f = 0.0
+    for ad in grid:
+        for ap in grid:
+            p = 0.0
+            z = 0.0
+            seen = 0
+            s = 0.0
+            for t in range(n):
+                ind = 1.0 if y[t] != 0.0 else 0.0
+                p = ind if t == 0 else ap * ind + (1.0 - ap) * p
+                if y[t] > 0.0:
+                    z = y[t] if seen == 0 else ad * y[t] + (1.0 - ad) * z
+                    seen += 1
+                if t < n - 1:
+                    e = p * z - fm[t]
+                    s += e * e
+            if s < best:
+                best = s
+                best_f = p * z
+    return best_f
 
 
 @nb.njit(cache=True)

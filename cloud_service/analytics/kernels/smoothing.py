@@ -133,3 +133,50 @@ def holt_optimal(x: F64, grid: F64) -> tuple[float, float, float, float, float]:
             if sse < best[4]:
                 best = (a, b, lvl, tr, sse)
     return best
+
+
+@nb.njit(cache=True)
+def future_means(x: F64, h: int) -> F64:
+    """``out[t]`` = mean of ``x[t+1 : t+1+h]`` (fewer at the end) for ``t`` in ``0 .. n-2``:
+    what a flat forecast made after period ``t`` should have said over the next ``h``."""
+    n = x.size
+    cs = np.zeros(n + 1)
+    for i in range(n):
+        cs[i + 1] = cs[i] + x[i]
+    out = np.empty(max(n - 1, 0))
+    for t in range(n - 1):
+        e = min(n, t + 1 + h)
+        out[t] = (cs[e] - cs[t + 1]) / (e - t - 1)
+    return out
+
+
+@nb.njit(cache=True)
+def ses_flat_alpha(x: F64, grid: F64, h: int) -> tuple[float, float]:
+    """``(level, alpha)``: the grid alpha whose SES level, read as a flat forecast, is closest
+    (squared error) to the mean of the next ``h`` values, summed over the history.
+
+    One-step SSE rewards chasing the last value; a flat forecast is used for ``h`` periods, so
+    the level is scored against what followed it over that many. Under 3 values: the mean.
+    """
+    n = x.size
+    if n < 3:
+        return float(x.sum() / max(n, 1)), float(grid[0])
+    fm = future_means(x, h)
+    best = math.inf
+    best_a = grid[0]
+    best_lvl = 0.0
+    for j in range(grid.size):
+        a = grid[j]
+        c = 1.0 - a
+        f = x[0]
+        s = 0.0
+        for t in range(n):
+            f = a * x[t] + c * f
+            if t < n - 1:
+                e = f - fm[t]
+                s += e * e
+        if s < best:
+            best = s
+            best_a = a
+            best_lvl = f
+    return float(best_lvl), float(best_a)

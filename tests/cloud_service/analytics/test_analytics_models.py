@@ -9,7 +9,9 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from cloud_service.analytics.codes import DemandClass, Model
+from cloud_service.analytics.kernels import auto as ka
 from cloud_service.analytics.kernels import intermittent as ki
+from cloud_service.analytics.kernels import smoothing as ks
 from cloud_service.analytics.models import ADIDA, SBA, SES, TSB, AutoDemand, Croston, Holt
 
 demand = arrays(
@@ -67,17 +69,49 @@ def test_auto_picks_the_model_of_the_class() -> None:
     assert auto.trend == pytest.approx(2.0, rel=0.1)
     sparse = np.tile([0.0, 0.0, 0.0, 4.0], 15)
     fitted = AutoDemand().fit(sparse)
-    assert fitted.model == Model.ADIDA  # IMAPA, reported under ADIDA's code
-    # the mean of ADIDA at aggregation levels 1..4: level 4 alone (ADIDA) is exact here, the
-    # finer levels lean towards the phase the history ends in, both ways alike
-    levels = [ki.aggregate_ses(sparse, k, 30) for k in range(1, 5)]
-    assert levels[3] == pytest.approx(1.0)
-    assert fitted.rate == pytest.approx(np.mean(levels))
-    shifted = AutoDemand().fit(np.roll(sparse, 1)).rate
-    assert fitted.rate == pytest.approx(1.0, rel=0.1)
-    assert shifted == pytest.approx(1.0, rel=0.1)
-    assert (fitted.rate + shifted) / 2 == pytest.approx(1.0, rel=0.02)
+    assert fitted.model == Model.IMAPA
+    # 0.75 × IMAPA + 0.25 × TSB, both with constants chosen against the next 12 periods
+    imapa = ki.imapa_flat(sparse, ka.IMAPA_GRID, ka.FLAT_H)
+    tsb = ki.tsb_flat(sparse, ka.TSB_GRID, ka.FLAT_H)
+    assert fitted.rate == pytest.approx(0.75 * imapa + 0.25 * tsb)
+    # a regular pattern with a true rate of 1: the finer levels lean towards the phase the
+    # history ends in, both ways alike, so each phase is near 1 and their mean nearer still
+    rates = [AutoDemand().fit(np.roll(sparse, k)).rate for k in range(4)]
+    assert all(abs(r - 1.0) < 0.25 for r in rates)
+    assert np.mean(rates) == pytest.approx(1.0, abs=0.05)
     assert AutoDemand().fit(np.zeros(20)).predict(3).tolist() == [0.0, 0.0, 0.0]
+
+
+def test_flat_alpha_scores_the_level_against_the_next_h_values() -> None:
+    # a step: the level after t should match the mean of the next h values; brute force
+    y = np.r_[np.full(20, 10.0), np.full(20, 2.0)]
+    grid = ka.IMAPA_GRID
+    lvl, alpha = ks.ses_flat_alpha(y, grid, 6)
+
+    def score(a: float) -> float:
+        f = y[0]
+        s = 0.0
+        for t in range(y.size - 1):
+            f = a * y[t] + (1 - a) * f
+            s += (f - y[t + 1 : t + 7].mean()) ** 2
+        return s
+
+    best = min(grid, key=score)
+    assert alpha == best
+    assert lvl == pytest.approx(ks.ses_level(y, best))
+    assert ks.ses_flat_alpha(np.array([3.0, 5.0]), grid, 6) == (4.0, grid[0])
+
+
+def test_flat_intermittent_models_follow_demand_that_dies_out() -> None:
+    # demand every other period, then none for the last 12: the flat-h choice of TSB's
+    # constants lowers the forecast well under the old rate; IMAPA drops too
+    y = np.r_[np.tile([0.0, 6.0], 15), np.zeros(12)]
+    old_rate = 3.0
+    assert ki.tsb_flat(y, ka.TSB_GRID, 12) < 0.2 * old_rate
+    assert ki.imapa_flat(y, ka.IMAPA_GRID, 12) < 0.6 * old_rate
+    assert ki.tsb_flat(np.zeros(5), ka.TSB_GRID, 12) == 0.0
+    assert ki.imapa_flat(np.zeros(5), ka.IMAPA_GRID, 12) == 0.0
+    assert AutoDemand().fit(y).rate < 0.6 * old_rate
 
 
 def test_holt_follows_a_line() -> None:
