@@ -127,7 +127,8 @@ async def _plans(args: argparse.Namespace) -> None:
         if book is not None:
             await plans.replace(book)
             print(f"imported {len(book.skus)} SKU policies, {len(book.production)} production "
-                  f"and {len(book.demand)} demand targets from {args.file}")  # fmt: skip
+                  f"and {len(book.demand)} demand targets, {len(book.receipts)} scheduled "
+                  f"receipts from {args.file}")  # fmt: skip
         else:
             stored = await plans.load()
             print(plan_to_json(stored, indent=2) if args.format == "json" else plan_to_toml(stored))

@@ -28,7 +28,7 @@ MAX_BODY: Final = 64 * 1024 * 1024
 _BOOK_SCHEMA: Final = {
     "type": "object",
     "properties": {s: {"type": "array", "items": {"type": "object"}}
-                   for s in ("skus", "production", "demand", "shifts")}
+                   for s in ("skus", "production", "demand", "shifts", "receipts")}
     | {"timezone": {"type": "string"}},
 }  # fmt: skip
 
@@ -81,6 +81,6 @@ def plan_router(
             except Exception:  # the book is stored; a failing listener must not say otherwise
                 log.exception("on_plans_changed failed; the new plan book is stored")
         return {"skus": len(book.skus), "production": len(book.production),
-                "demand": len(book.demand)}  # fmt: skip
+                "demand": len(book.demand), "receipts": len(book.receipts)}  # fmt: skip
 
     return router

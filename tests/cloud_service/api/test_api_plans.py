@@ -33,7 +33,7 @@ async def test_put_then_get_round_trips_and_notifies(api: Api) -> None:
     assert parse_plan_json(empty.content) == PlanBook()
     put = await api.client.put("/api/v1/plans", json=BODY, headers=api.writer)
     assert put.status_code == 200, put.text
-    assert put.json() == {"skus": 2, "production": 1, "demand": 1}
+    assert put.json() == {"skus": 2, "production": 1, "demand": 1, "receipts": 0}
     (book,) = api.changed
     assert book.policy("plant-1", "A-113", "W2") is not None
     assert book.policy("plant-1", "A-113", "W2").service_level == 0.99  # type: ignore[union-attr]
