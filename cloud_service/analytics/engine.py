@@ -28,6 +28,9 @@ F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 I8 = npt.NDArray[np.int8]
 LIVE_WINDOW_MS = 15 * 60_000
+#: Up to this many points a batch runs serially (one ingest message: the thread pool and a
+#: pass over every series cost more than the work); bigger ones run series in parallel.
+SMALL_BATCH = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,7 +161,8 @@ class AnomalyEngine:
                 np.zeros(0), np.zeros(0, np.int8), np.zeros(0, np.int8), 0, np.zeros(0, bool)
             )
         self._ensure(int(ids.max()))
-        score, flag, reason = kb.update_batch(self.state, self.profile, self.params, ids, ts, x)
+        kernel = kb.update_small if ids.size <= SMALL_BATCH else kb.update_batch
+        score, flag, reason = kernel(self.state, self.profile, self.params, ids, ts, x)
         late = flag == ak.LATE
         n_late = int(late.sum())
         if n_late:
@@ -244,6 +248,8 @@ def warm_up() -> float:
     eng = AnomalyEngine(2)
     ts = np.arange(4, dtype=np.int64) * 60_000
     eng.update(np.array([0, 0, 1, 1]), ts, np.array([1.0, 2.0, 3.0, 4.0]), now_ms=0)
+    st, pr = ak.new_state(2)
+    kb.update_batch(st, pr, ak.default_params(2), np.array([0, 1]), ts[:2], np.ones(2))
     eng.check_silence(10**9)
     st, pr = ak.new_state(1)
     ak.detect_series(st, pr, ak.default_params(1), 0, ts, np.ones(4))

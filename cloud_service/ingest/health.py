@@ -236,11 +236,6 @@ class HealthCore:
             for (site, name), gw in self._gateways.items()
         ]
 
-    def last_seen(self, site: str, gateway: str) -> dict[str, int]:
-        """Signal -> receive time of its latest live reading (no device clock involved)."""
-        gw = self._gateways.get((site, gateway))
-        return dict(gw.seen) if gw is not None else {}
-
     def counts(self) -> dict[SignalStatus, int]:
         out = dict.fromkeys(SignalStatus, 0)
         for gw in self._gateways.values():

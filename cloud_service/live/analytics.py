@@ -57,6 +57,8 @@ log = logging.getLogger(__name__)
 #: Reasons other rules own (see the module docstring): not an "anomaly on a signal".
 _OWNED_ELSEWHERE = frozenset({Reason.FLATLINE, Reason.NO_DATA, Reason.COUNTER_STALLED, Reason.NONE})
 _GOOD = (int(Quality.GOOD), int(Quality.UNCERTAIN))
+#: Without rules to say otherwise: silent for two expected periods is worth a look.
+DEFAULT_SILENCE: tuple[tuple[float, float], ...] = ((0.0, 2.0),)
 DAY_MS = 24 * HOUR_MS
 
 
@@ -142,6 +144,7 @@ class LiveAnalytics:
         self._counter: dict[int, _CounterTrail] = {}
         self._recent: dict[int, _Recent] = {}
         self._flat = _FlatRuns()
+        self._received = np.zeros(0, dtype=np.int64)  # receive time of each series' latest
         self.stock_figures: list[StockFigures] = []
         self.consumption_figures: list[ConsumptionFigures] = []
         self.production_figures: list[ProductionFigures] = []
@@ -178,6 +181,11 @@ class LiveAnalytics:
             dtype=np.float64,
         )
         self.engine.update(ids, ts, values, historical=batch.historical, now_ms=now_ms)
+        if now_ms is not None and not batch.historical:
+            if self._received.size < len(self.index):
+                grow = max(len(self.index), 2 * self._received.size) - self._received.size
+                self._received = np.r_[self._received, np.zeros(grow, dtype=np.int64)]
+            self._received[ids] = now_ms
         self.points += len(readings)
         infos = self.index.infos
         for sid, t, v in zip(ids.tolist(), ts.tolist(), values.tolist(), strict=True):
@@ -434,17 +442,18 @@ class LiveAnalytics:
         self,
         now_ms: int,
         gateways: Sequence[GatewayView] = (),
-        last_seen: Callable[[str, str], dict[str, int]] | None = None,
         tracked: Iterable[tuple[str, str]] = (),
+        silence: Sequence[tuple[float, float]] = DEFAULT_SILENCE,
     ) -> ConditionInputs:
-        """Figures as of ``now_ms``. ``last_seen(site, gateway)`` gives receive times per
-        signal (ingest health); ``tracked`` the (site, signal) pairs the lifecycle follows."""
+        """Figures as of ``now_ms``. ``tracked``: the (site, signal) pairs the lifecycle
+        follows. ``silence``: (ms, periods) pairs; a signal silent for at least both of one
+        pair is worth a look (the monitor derives them from the rules' thresholds)."""
         return ConditionInputs(
             now_ms=now_ms,
             stock=self.stock_figures,
             consumption=self.consumption_figures,
             production=self.production_figures,
-            signals=self._signal_figures(now_ms, last_seen, set(tracked)),
+            signals=self._signal_figures(now_ms, set(tracked), silence),
             gateways=[
                 GatewayFigures(g.site, g.gateway, g.online, g.last_seen_ms, g.down_since_ms)
                 for g in gateways
@@ -454,25 +463,25 @@ class LiveAnalytics:
     def _signal_figures(
         self,
         now_ms: int,
-        last_seen: Callable[[str, str], dict[str, int]] | None,
         tracked: set[tuple[str, str]],
+        silence: Sequence[tuple[float, float]],
     ) -> list[SignalFigures]:
         n = len(self.index)
         if n == 0:
             return []
         snap = self.engine.snapshot(np.arange(n, dtype=np.int64))
         infos = self.index.infos
-        seen_ms = snap.last_seen_ms.copy()
-        if last_seen is not None:
-            by_gateway: dict[tuple[str, str], dict[str, int]] = {}
-            for sid, info in enumerate(infos):
-                key = (info.site, info.gateway)
-                got = by_gateway.get(key)
-                if got is None:
-                    got = by_gateway[key] = last_seen(*key)
-                seen_ms[sid] = got.get(info.signal, seen_ms[sid])
+        recv = np.zeros(n, dtype=np.int64)
+        known = min(n, self._received.size)
+        recv[:known] = self._received[:known]
+        # receive time where known (no device clock involved), else the reading's own time
+        seen_ms = np.where(recv > 0, recv, snap.last_seen_ms)
         period = np.where(snap.period_ms > 0, snap.period_ms, np.inf)
-        silent = snap.seen & ((now_ms - seen_ms) >= 2 * period)
+        quiet = now_ms - seen_ms
+        silent = np.zeros(n, dtype=bool)
+        for min_ms, min_periods in silence:
+            silent |= (quiet >= min_ms) & (quiet >= min_periods * period)
+        silent &= snap.seen
         run = self._flat.update(now_ms, snap.stuck_since_ms, snap.seen)
         warm = (self._flat.first >= 0) & (
             now_ms - self._flat.first >= int(self.settings.stuck_warmup_h * HOUR_MS)
@@ -483,8 +492,8 @@ class LiveAnalytics:
             if not self._recent[sid].onsets:
                 del self._recent[sid]
         look = set(np.flatnonzero(silent | stuck).tolist()) | set(self._recent)
-        if tracked:
-            look |= {sid for sid, i in enumerate(infos) if (i.site, i.signal) in tracked}
+        for subject in tracked:
+            look.update(self.index.by_subject.get(subject, ()))
         out = []
         for sid in sorted(look):
             info = infos[sid]

@@ -35,6 +35,38 @@ def wall_ms() -> int:
     return int(time.time() * 1000)
 
 
+def silence_bounds(rules: Sequence[Rule]) -> list[tuple[float, float]]:
+    """(ms, periods) pairs below which no rule can hold on a signal's silence.
+
+    Only signals silent for at least both figures of one pair are passed to the rules (plus
+    those the lifecycle already follows, which covers deadbands and pending on-delays). A
+    lagging ingest makes every signal silent for seconds; this keeps that from putting the
+    whole fleet through the rules when no rule cares before ten minutes.
+    """
+    out: list[tuple[float, float]] = []
+    for rule in rules:
+        if not rule.enabled or rule.type not in _SIGNAL_RULES:
+            continue
+        ms: list[float] = []
+        periods: list[float] = []
+        for c in rule.conditions():
+            if c.metric not in ("silent_min", "silent_periods"):
+                continue
+            if c.op not in (">", ">="):
+                return [(0.0, 0.0)]  # "silent for less than": every signal may hold
+            bound = max(c.value - c.deadband, 0.0)
+            if c.metric == "silent_min":
+                ms.append(bound * 60_000.0)
+            else:
+                periods.append(bound)
+        if rule.match == "all":
+            if ms or periods:
+                out.append((max(ms, default=0.0), max(periods, default=0.0)))
+        else:
+            out += [(m, 0.0) for m in ms] + [(0.0, p) for p in periods]
+    return out
+
+
 class Monitor:
     def __init__(
         self,
@@ -48,6 +80,7 @@ class Monitor:
         self.live = live
         self.alerts = alerts
         self.rules = list(rules)
+        self._silence = silence_bounds(self.rules)
         self.health = health
         self.clock = clock
         self.settings = live.settings
@@ -70,6 +103,7 @@ class Monitor:
 
     def set_rules(self, rules: Sequence[Rule]) -> None:
         self.rules = list(rules)
+        self._silence = silence_bounds(self.rules)
         self.wake()
 
     async def step(self, now_ms: int | None = None) -> list[AlertEvent]:
@@ -89,10 +123,7 @@ class Monitor:
         }
         health = self.health
         inputs = self.live.inputs(
-            now,
-            health.gateways() if health is not None else (),
-            health.last_seen if health is not None else None,
-            tracked,
+            now, health.gateways() if health is not None else (), tracked, self._silence
         )
         self.evaluations += 1
         return await self.alerts.evaluate(self.rules, inputs)

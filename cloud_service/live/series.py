@@ -33,6 +33,8 @@ class SeriesInfo:
 class SeriesIndex:
     _ids: dict[tuple[str, str, str], int] = field(default_factory=dict)
     infos: list[SeriesInfo] = field(default_factory=list)
+    #: (site, signal) -> ids: an alert's subject is a signal at a site (any of its gateways)
+    by_subject: dict[tuple[str, str], list[int]] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.infos)
@@ -43,6 +45,7 @@ class SeriesIndex:
         if sid is None:
             sid = self._ids[key] = len(self.infos)
             self.infos.append(SeriesInfo(site, gateway, signal))
+            self.by_subject.setdefault((site, signal), []).append(sid)
         return sid
 
     def ids_of(self, site: str, gateway: str, signals: list[str]) -> list[int]:

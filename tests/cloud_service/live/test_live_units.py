@@ -1,0 +1,71 @@
+"""Live analytics without I/O: who reaches the rules, and the bounds the rules imply."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cloud_service.alerts.rules import load_rules, parse_rules
+from cloud_service.live.analytics import LiveAnalytics
+from cloud_service.live.monitor import silence_bounds
+from shared.messages import Birth, Reading, SignalKind, SignalSpec, TelemetryBatch
+
+T0 = 1_767_744_000_000
+
+
+def _fleet(n: int) -> LiveAnalytics:
+    live = LiveAnalytics()
+    specs = [SignalSpec(id=f"x{i}", kind=SignalKind.SENSOR, period_s=1.0) for i in range(n)]
+    birth = Birth(
+        gateway="g", site="s", boot="b", agent_version="t", config_hash="h", started_ms=T0,
+        signals=specs,
+    )  # fmt: skip
+    live.on_birth("s", birth)
+    return live
+
+
+def _feed(live: LiveAnalytics, signals: list[str], t: int, received: int) -> None:
+    batch = TelemetryBatch(
+        gateway="g", boot="b", seq=1, readings=[Reading(s, t, 1.0 + (t % 7)) for s in signals]
+    )
+    live.on_batch("s", "g", batch, now_ms=received)
+
+
+def test_default_rules_bound_silence_at_ten_minutes_and_ten_periods() -> None:
+    assert silence_bounds(load_rules()) == [(600_000.0, 10.0)]
+
+
+def test_silence_bounds_follow_the_rules_match_and_refuse_to_bound_below() -> None:
+    any_rule = parse_rules(
+        '[[rules]]\nid = "a"\ntype = "no_data"\n'
+        'when = [{ metric = "silent_min", op = ">=", value = 3 },'
+        ' { metric = "silent_periods", op = ">", value = 20, deadband = 5 }]\n'
+    )
+    assert silence_bounds(any_rule) == [(180_000.0, 0.0), (0.0, 15.0)]
+    below = parse_rules(
+        '[[rules]]\nid = "b"\ntype = "no_data"\n'
+        'when = [{ metric = "silent_min", op = "<", value = 3 }]\n'
+    )
+    assert silence_bounds(below) == [(0.0, 0.0)]
+    assert silence_bounds(parse_rules('[[rules]]\nid = "c"\ntype = "gateway_offline"\n')) == []
+
+
+def test_an_ingest_lag_of_seconds_puts_no_signal_through_the_rules() -> None:
+    live = _fleet(2000)
+    names = [f"x{i}" for i in range(2000)]
+    for k in range(30):  # 30 s of 1 Hz data, received on time
+        _feed(live, names, T0 + k * 1000, T0 + k * 1000)
+    bounds = silence_bounds(load_rules())
+    lagging = live.inputs(T0 + 29_000 + 8_000, silence=bounds)  # 8 s behind
+    assert lagging.signals == []
+    _feed(live, names[1:], T0 + 700_000, T0 + 700_000)  # x0 stays silent for 11 min
+    later = live.inputs(T0 + 700_000, silence=bounds)
+    assert [f.signal for f in later.signals] == ["x0"]
+    assert later.signals[0].last_seen_ms == T0 + 29_000  # its receive time
+
+
+def test_tracked_subjects_stay_in_the_inputs() -> None:
+    live = _fleet(50)
+    _feed(live, [f"x{i}" for i in range(50)], T0, T0)
+    inputs = live.inputs(T0 + 1000, tracked=[("s", "x7"), ("s", "nope")], silence=[])
+    assert [f.signal for f in inputs.signals] == ["x7"]
+    assert np.isfinite(inputs.signals[0].anomaly_score or 0.0)
