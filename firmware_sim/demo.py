@@ -26,6 +26,8 @@ from typing import IO
 
 import httpx
 
+from firmware_sim.plan_export import plan_toml
+from firmware_sim.scenario import default_scenario
 from firmware_sim.stack import LocalStack, free_ports
 
 SITE, GATEWAY, DATABASE = "demo-plant", "gw-01", "flightdeck"
@@ -111,7 +113,7 @@ period_s = 5.0
 """
 
 
-def _cloud_config(mqtt_port: int, influx_url: str, workdir: Path) -> str:
+def _cloud_config(mqtt_port: int, influx_url: str, workdir: Path, api_port: int) -> str:
     return f"""\
 [mqtt]
 host = "127.0.0.1"
@@ -124,6 +126,10 @@ database = "{DATABASE}"
 
 [metadata]
 url = "sqlite+aiosqlite:///{workdir / "metadata.sqlite"}"
+
+[api]
+port = {api_port}
+allow_unauthenticated_read = true   # the demo listens on 127.0.0.1 only
 """
 
 
@@ -194,8 +200,17 @@ def _run(workdir: Path, duration_s: float | None, stop: threading.Event, log: IO
         modbus_port, mes_port, opcua_port = free_ports(3)
         edge_cfg = workdir / "edge.toml"
         edge_cfg.write_text(_edge_config(stack.mqtt_port, modbus_port, workdir / "spool"))
+        api_port = free_ports(1)[0]
         cloud_cfg = workdir / "cloud.toml"
-        cloud_cfg.write_text(_cloud_config(stack.mqtt_port, stack.influx_url, workdir))
+        cloud_cfg.write_text(_cloud_config(stack.mqtt_port, stack.influx_url, workdir, api_port))
+        plan = workdir / "plan.toml"  # the scenario's S&OP plan, for the cloud's plan figures
+        plan.write_text(
+            plan_toml(default_scenario(), seed=1, start_ms=int(time.time() * 1000), days=28)
+        )
+        subprocess.run(
+            [*_script("cloud-service"), "plans", "import", str(plan), "--config", str(cloud_cfg)],
+            check=True, stdout=subprocess.DEVNULL,
+        )  # fmt: skip
         truth = workdir / "truth.jsonl"
         sim = [
             *[sys.executable, "-m", "firmware_sim.cli", "run", "--seed", "1"],
@@ -221,6 +236,8 @@ Flightdeck demo is running (Ctrl-C stops everything).
                 OPC UA opc.tcp://127.0.0.1:{opcua_port}/flightdeck/sim
                 MES    curl -s http://127.0.0.1:{mes_port}/api/v1/lines
                 smart sensor ss-w1-01 publishes straight to the broker
+  cloud API   : http://127.0.0.1:{api_port}/api/v1/alerts   (docs: /api/v1/docs)
+                live alerts: curl -sN http://127.0.0.1:{api_port}/api/v1/alerts/stream
   truth       : {truth} (injected faults, stockouts, plan deviations)
   configs     : {edge_cfg} (edge agent), {cloud_cfg} (cloud service)
 """,

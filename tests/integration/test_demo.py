@@ -24,4 +24,5 @@ def test_demo_stores_readings_and_stops_cleanly() -> None:
     assert match, result.stdout[-3000:]
     assert int(match.group(1)) >= 3
     assert "mosquitto_sub -h 127.0.0.1" in result.stdout  # it says where to look
+    assert "/api/v1/alerts/stream" in result.stdout  # and where the alerts are
     assert "Traceback" not in result.stdout + result.stderr

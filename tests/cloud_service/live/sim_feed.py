@@ -14,17 +14,12 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from cloud_service.plans.model import (
-    DemandTarget,
-    PlanBook,
-    ProductionTarget,
-    ScheduledReceipt,
-    SkuPolicy,
-)
-from firmware_sim.core.calendar import DAY_MS
+from cloud_service.plans.codec import parse_plan_toml
+from cloud_service.plans.model import PlanBook, ScheduledReceipt
 from firmware_sim.core.inventory import StockPoint
 from firmware_sim.core.sensors import Sample
 from firmware_sim.core.world import World
+from firmware_sim.plan_export import world_plan_toml
 from firmware_sim.scenario import default_scenario
 from firmware_sim.scenario.model import FaultKind, Scenario, SensorType
 from shared.messages import Birth, Reading, SignalKind, SignalSpec, TelemetryBatch
@@ -84,46 +79,8 @@ def births(scenario: Scenario) -> list[Birth]:
 
 
 def plan_book(world: World, days: int) -> PlanBook:
-    """The simulator's S&OP plan as the cloud would hold it: each line's daily target over
-    the day's scheduled hours, the demand plan per day, replenishment parameters per SKU."""
-    sc, site = world.scenario, world.scenario.site
-    production: list[ProductionTarget] = []
-    demand: list[DemandTarget] = []
-    first_day = START_MS - START_MS % DAY_MS
-    for d in range(days):
-        day = first_day + d * DAY_MS
-        per_line: dict[str, float] = {}
-        made: dict[str, set[str]] = {}
-        for line_id, sku, target in world.plan.production_targets(day):
-            per_line[line_id] = per_line.get(line_id, 0.0) + target  # the counter is per line
-            made.setdefault(line_id, set()).add(sku)
-        for line_id, target in per_line.items():
-            spans = world.lines[line_id].shifts.intervals(day, day + DAY_MS)
-            if target > 0 and spans:
-                production.append(
-                    ProductionTarget(
-                        site,
-                        line_id,
-                        max(spans[0][0], day),
-                        min(spans[-1][1], day + DAY_MS),
-                        target,
-                        sku=next(iter(made[line_id])) if len(made[line_id]) == 1 else None,
-                        period="day",
-                    )
-                )
-        for wh, sku, planned in world.plan.demand_plan(day):
-            demand.append(DemandTarget(site, sku, day, day + DAY_MS, float(planned), wh))
-    skus = tuple(
-        SkuPolicy(
-            site,
-            k.sku,
-            k.warehouse,
-            lead_time_h=k.replenishment.lead_time_h or 24.0,
-            safety_stock=float(k.safety_stock),
-        )
-        for k in sc.skus()
-    )
-    return PlanBook(skus, tuple(production), tuple(demand))
+    """The simulator's S&OP plan as the cloud would hold it (``firmware_sim.plan_export``)."""
+    return parse_plan_toml(world_plan_toml(world, days), "simulator plan")
 
 
 class OrderingWorld(World):
