@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -60,6 +61,21 @@ _GOOD = (int(Quality.GOOD), int(Quality.UNCERTAIN))
 #: Without rules to say otherwise: silent for two expected periods is worth a look.
 DEFAULT_SILENCE: tuple[tuple[float, float], ...] = ((0.0, 2.0),)
 DAY_MS = 24 * HOUR_MS
+
+
+@dataclass(slots=True)
+class _Pass:
+    """One refresh pass over the stock signals, possibly spread over several calls."""
+
+    sids: list[int]
+    feeders: dict[tuple[str, str], list[int]]
+    pos: int = 0
+    stock: list[StockFigures] = field(default_factory=list)
+    consumption: list[ConsumptionFigures] = field(default_factory=list)
+    production: list[ProductionFigures] = field(default_factory=list)
+    depletion: list[tuple[SeriesInfo, depletion.DepletionResult]] = field(default_factory=list)
+    demand: list[tuple[SeriesInfo, DemandVsPlan]] = field(default_factory=list)
+    adherence: list[tuple[SeriesInfo, Adherence]] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +161,7 @@ class LiveAnalytics:
         self._recent: dict[int, _Recent] = {}
         self._flat = _FlatRuns()
         self._received = np.zeros(0, dtype=np.int64)  # receive time of each series' latest
+        self._pass: _Pass | None = None
         self.stock_figures: list[StockFigures] = []
         self.consumption_figures: list[ConsumptionFigures] = []
         self.production_figures: list[ProductionFigures] = []
@@ -251,42 +268,61 @@ class LiveAnalytics:
     def set_plans(self, book: PlanBook) -> None:
         self.plans = book
 
-    def refresh(self, now_ms: int) -> None:
-        """Recompute the slow figures: depletion, consumption and production against plan."""
-        stock: list[StockFigures] = []
-        consumption: list[ConsumptionFigures] = []
-        self.depletion_results, self.adherence_results, self.demand_results = [], [], []
-        lines = single_product_lines(self.plans)
-        feeders: dict[tuple[str, str], list[int]] = {}
-        for sid in self._counter:
-            spec = self.index.infos[sid].spec
-            site = self.index.infos[sid].site
-            fed = spec.sku or lines.get((site, spec.line or "")) if spec else None
-            if fed is not None:
-                feeders.setdefault((site, fed), []).append(sid)
-        for sid, trail in self._stock.items():
-            info = self.index.infos[sid]
-            if info.spec is None or info.spec.sku is None:
-                continue
-            ts, level = trail.series()
-            if ts.size == 0:
-                continue
-            policy = self.plans.policy(info.site, info.spec.sku, info.spec.location)
-            feeder = feeders.get((info.site, info.spec.sku), [])
-            inflow = self._inflow(feeder[0], now_ms) if len(feeder) == 1 else None
-            figures = self._stock_figures(info, policy, ts, level, now_ms, inflow)
-            if figures is not None:
-                stock.append(figures)
-            used = self._consumption_figures(info, policy, ts, level, now_ms, inflow)
-            if used is not None:
-                consumption.append(used)
-        production = [
+    def refresh(self, now_ms: int, budget_ms: float | None = None) -> bool:
+        """Recompute the slow figures: depletion, consumption and production against plan.
+
+        With ``budget_ms`` a pass over the stock signals stops after about that much work and
+        goes on at the next call (the event loop is shared with ingest; a fleet of SKUs takes
+        seconds); the figures of the previous pass stay in use until this one completes.
+        Returns True when a pass completed.
+        """
+        started = time.perf_counter()
+        if self._pass is None:
+            lines = single_product_lines(self.plans)
+            feeders: dict[tuple[str, str], list[int]] = {}
+            for sid in self._counter:
+                spec = self.index.infos[sid].spec
+                site = self.index.infos[sid].site
+                fed = spec.sku or lines.get((site, spec.line or "")) if spec else None
+                if fed is not None:
+                    feeders.setdefault((site, fed), []).append(sid)
+            self._pass = _Pass(list(self._stock), feeders)
+        p = self._pass
+        while p.pos < len(p.sids):
+            sid = p.sids[p.pos]
+            p.pos += 1
+            self._refresh_stock(sid, now_ms, p)
+            over = budget_ms is not None and (time.perf_counter() - started) * 1000 >= budget_ms
+            if over and p.pos < len(p.sids):
+                return False
+        p.production = [
             f
             for sid, trail in self._counter.items()
-            if (f := self._production_figures(self.index.infos[sid], trail, now_ms)) is not None
+            if (f := self._production_figures(self.index.infos[sid], trail, now_ms, p)) is not None
         ]
-        self.stock_figures, self.consumption_figures = stock, consumption
-        self.production_figures = production
+        self.stock_figures, self.consumption_figures = p.stock, p.consumption
+        self.production_figures = p.production
+        self.depletion_results, self.demand_results = p.depletion, p.demand
+        self.adherence_results = p.adherence
+        self._pass = None
+        return True
+
+    def _refresh_stock(self, sid: int, now_ms: int, p: _Pass) -> None:
+        info = self.index.infos[sid]
+        if info.spec is None or info.spec.sku is None:
+            return
+        ts, level = self._stock[sid].series()
+        if ts.size == 0:
+            return
+        policy = self.plans.policy(info.site, info.spec.sku, info.spec.location)
+        feeder = p.feeders.get((info.site, info.spec.sku), [])
+        inflow = self._inflow(feeder[0], now_ms) if len(feeder) == 1 else None
+        figures = self._stock_figures(info, policy, ts, level, now_ms, inflow, p)
+        if figures is not None:
+            p.stock.append(figures)
+        used = self._consumption_figures(info, policy, ts, level, now_ms, inflow, p)
+        if used is not None:
+            p.consumption.append(used)
 
     def _inflow(self, counter_sid: int, now_ms: int) -> _Inflow | None:
         info = self.index.infos[counter_sid]
@@ -303,7 +339,8 @@ class LiveAnalytics:
         ts: I64,
         level: F64,
         now_ms: int,
-        inflow: _Inflow | None = None,
+        inflow: _Inflow | None,
+        p: _Pass,
     ) -> StockFigures | None:
         spec, sku = info.spec, info.spec.sku if info.spec else None
         assert spec is not None
@@ -338,7 +375,7 @@ class LiveAnalytics:
             self.forecast_errors += 1
             log.debug("depletion of %s/%s failed: %s", info.site, spec.sku, exc)
             return base
-        self.depletion_results.append((info, result))
+        p.depletion.append((info, result))
         h = result.hours_from(now_ms)
         return StockFigures(
             site=info.site, sku=sku, stock=result.stock, location=spec.location,
@@ -356,7 +393,8 @@ class LiveAnalytics:
         ts: I64,
         level: F64,
         now_ms: int,
-        inflow: _Inflow | None = None,
+        inflow: _Inflow | None,
+        p: _Pass,
     ) -> ConsumptionFigures | None:
         """Consumption over the last window against the demand plan, and how unusual the
         excess is: in standard deviations of the same window's excess on past days."""
@@ -374,36 +412,38 @@ class LiveAnalytics:
             return None
         made = None
         if inflow is not None:  # the line's output between the level readings, netted in
-            p = inflow.production
-            made = np.interp(ts, p.ts_ms, np.cumsum(p.increments()))
+            prod = inflow.production
+            made = np.interp(ts, prod.ts_ms, np.cumsum(prod.increments()))
         hours, used = hourly_decrease(ts, level, made)
         if hours.size == 0 or hours[0] > now_ms - window:
             return None  # not a full window of history yet
 
-        def actual(end: int) -> float:
-            return float(used[(hours > end - window) & (hours <= end)].sum())
-
-        excess_now = actual(now_ms) - planned_now
-        past = [
-            actual(end) - planned(end)
-            for d in range(1, self.settings.baseline_days + 1)
-            if (end := now_ms - d * DAY_MS) - window >= hours[0]
-        ]
+        # consumption in (end - window, end] for now and the same window on past days, from
+        # one cumulative sum (a refresh visits every stock signal of the fleet)
+        ends = now_ms - DAY_MS * np.arange(self.settings.baseline_days + 1, dtype=np.int64)
+        ends = ends[(ends == now_ms) | (ends - window >= hours[0])]
+        cum = np.concatenate(([0.0], np.cumsum(used)))
+        hi = np.searchsorted(hours, ends, side="right")
+        lo = np.searchsorted(hours, ends - window, side="right")
+        actual = cum[hi] - cum[lo]
+        used_now = float(actual[0])
+        excess_now = used_now - planned_now
+        past = [float(a) - planned(int(e)) for a, e in zip(actual[1:], ends[1:], strict=True)]
         sigma = None
         if len(past) >= self.settings.min_baseline_days:
             sd = float(np.std(past, ddof=1))
             sigma = excess_now / max(sd, 1.0)
         safety = policy.safety_stock if policy else 0.0
-        self.demand_results.append((info, demand_vs_plan(actual(now_ms), planned_now, safety)))
+        p.demand.append((info, demand_vs_plan(used_now, planned_now, safety)))
         return ConsumptionFigures(
-            site=info.site, sku=sku, actual=actual(now_ms), planned=planned_now,
+            site=info.site, sku=sku, actual=used_now, planned=planned_now,
             location=spec.location, gateway=info.gateway, unit=spec.unit or "units",
             buffer_used=max(excess_now, 0.0) / safety if safety > 0 else None,
             excess_sigma=sigma,
         )  # fmt: skip
 
     def _production_figures(
-        self, info: SeriesInfo, trail: BucketTrail, now_ms: int
+        self, info: SeriesInfo, trail: BucketTrail, now_ms: int, p: _Pass
     ) -> ProductionFigures | None:
         spec = info.spec
         if spec is None or spec.line is None:
@@ -424,7 +464,7 @@ class LiveAnalytics:
         if ts.size == 0 or (ts[0] > period.start_ms + MINUTE_MS and now_ms - ts[0] < HOUR_MS):
             return None  # no reading from before the period: attainment unknown yet
         a = adherence(ts, total, period, now_ms, rate_window_h=self.settings.rate_window_h)
-        self.adherence_results.append((info, a))
+        p.adherence.append((info, a))
 
         def known(x: float) -> float | None:
             return x if math.isfinite(x) else None

@@ -87,6 +87,7 @@ class Monitor:
         self.evaluations = 0
         self.failures = 0
         self._next_refresh_ms = 0
+        self._refreshing = False  # a refresh pass is spread over steps
         self._wake = asyncio.Event()
         #: Called (as a task) after each refresh of the forecasts: the write-back.
         self.after_refresh: Callable[[int], Coroutine[Any, Any, None]] | None = None
@@ -109,8 +110,10 @@ class Monitor:
     async def step(self, now_ms: int | None = None) -> list[AlertEvent]:
         """Refresh what is due, evaluate every rule, advance the lifecycle's timers."""
         now = self.clock() if now_ms is None else now_ms
-        if now >= self._next_refresh_ms:
-            self.live.refresh(now)
+        if self._refreshing or now >= self._next_refresh_ms:
+            done = self.live.refresh(now, self.settings.refresh_budget_ms)
+            self._refreshing = not done
+        if not self._refreshing and now >= self._next_refresh_ms:
             self._next_refresh_ms = now + int(self.settings.forecast_interval_s * 1000)
             if self.after_refresh is not None and (
                 self._after is None or self._after.done()

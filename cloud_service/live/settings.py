@@ -20,6 +20,9 @@ class LiveSettings(BaseModel):
     evaluate_interval_s: float = Field(default=1.0, gt=0)
     #: Depletion, consumption and production figures move by the hour: recomputed this often.
     forecast_interval_s: float = Field(default=60.0, gt=0)
+    #: Work per evaluation on a forecast pass (the event loop is shared with ingest): a fleet
+    #: of SKUs is refreshed a slice at a time; None: the whole pass at once.
+    refresh_budget_ms: float | None = Field(default=20.0, gt=0)
     #: An anomaly keeps its signal's score up this long, so a spike between two evaluations
     #: is not missed and its alert does not flap.
     anomaly_hold_s: float = Field(default=600.0, gt=0)

@@ -7,6 +7,7 @@ import numpy as np
 from cloud_service.alerts.rules import load_rules, parse_rules
 from cloud_service.live.analytics import LiveAnalytics
 from cloud_service.live.monitor import silence_bounds
+from cloud_service.plans.model import PlanBook, SkuPolicy
 from shared.messages import Birth, Reading, SignalKind, SignalSpec, TelemetryBatch
 
 T0 = 1_767_744_000_000
@@ -69,3 +70,35 @@ def test_tracked_subjects_stay_in_the_inputs() -> None:
     inputs = live.inputs(T0 + 1000, tracked=[("s", "x7"), ("s", "nope")], silence=[])
     assert [f.signal for f in inputs.signals] == ["x7"]
     assert np.isfinite(inputs.signals[0].anomaly_score or 0.0)
+
+
+def test_a_refresh_spread_over_calls_gives_what_one_pass_gives() -> None:
+    def build() -> LiveAnalytics:
+        live = LiveAnalytics(plans=PlanBook(skus=(SkuPolicy("s", "K", None, lead_time_h=24.0),)))
+        specs = [
+            SignalSpec(id=f"l{i}", kind=SignalKind.STOCK_LEVEL, sku="K", period_s=60.0)
+            for i in range(30)
+        ]
+        live.on_birth(
+            "s",
+            Birth(gateway="g", site="s", boot="b", agent_version="t", config_hash="h",
+                  started_ms=T0, signals=specs),
+        )  # fmt: skip
+        for sid in range(30):
+            trail = live.trail(sid)
+            assert trail is not None
+            for h in range(24 * 5):
+                trail.add(T0 + h * 3_600_000, 1000.0 - (sid + 1) * h)
+        return live
+
+    now = T0 + 5 * 24 * 3_600_000
+    whole, sliced = build(), build()
+    assert whole.refresh(now)
+    before = sliced.stock_figures
+    calls = 1
+    while not sliced.refresh(now, budget_ms=1e-6):  # one signal per call
+        calls += 1
+        assert sliced.stock_figures is before  # the old figures until the pass completes
+    assert calls == 30
+    assert sliced.stock_figures == whole.stock_figures
+    assert len(whole.stock_figures) == 30
