@@ -61,6 +61,9 @@ _GOOD = (int(Quality.GOOD), int(Quality.UNCERTAIN))
 #: Without rules to say otherwise: silent for two expected periods is worth a look.
 DEFAULT_SILENCE: tuple[tuple[float, float], ...] = ((0.0, 2.0),)
 DAY_MS = 24 * HOUR_MS
+#: Kinds with a history of their own: stock levels (forecasts, consumption) and production
+#: counters (attainment, netting). A consumption signal has no figure of its own yet.
+_TRAILED = frozenset({SignalKind.STOCK_LEVEL, SignalKind.PRODUCTION_COUNT})
 
 
 @dataclass(slots=True)
@@ -207,7 +210,7 @@ class LiveAnalytics:
         infos = self.index.infos
         for sid, t, v in zip(ids.tolist(), ts.tolist(), values.tolist(), strict=True):
             kind = infos[sid].kind
-            if kind is None or kind is SignalKind.SENSOR or not math.isfinite(v):
+            if kind not in _TRAILED or not math.isfinite(v):
                 continue
             trail = self._stock.get(sid) or self._counter.get(sid) or self.trail(sid)
             if trail is not None:
@@ -225,7 +228,7 @@ class LiveAnalytics:
                     MINUTE_MS, size, BucketTrail(HOUR_MS, self.settings.stock_history_days * 24)
                 )
             return trail
-        if kind in (SignalKind.STOCK_LEVEL, SignalKind.CONSUMPTION):
+        if kind is SignalKind.STOCK_LEVEL:
             stock = self._stock.get(sid)
             if stock is None:
                 size = self.settings.stock_history_days * 24

@@ -54,7 +54,6 @@ async def rebuild(
     trail_points = 0
     plans = (
         (SignalKind.STOCK_LEVEL, "1h", s.stock_history_days * 24 * HOUR_MS),
-        (SignalKind.CONSUMPTION, "1h", s.stock_history_days * 24 * HOUR_MS),
         (SignalKind.PRODUCTION_COUNT, "1m", s.counter_history_h * HOUR_MS),
     )
     for kind, interval, span_ms in plans:
