@@ -85,12 +85,15 @@ class LiveRuntime:
         live = LiveAnalytics(settings.live)
         feed: LiveFeed | None = None
         health = ingest.health
+        # Births reach every worker (never shared) and the registry's are loaded at start-up:
+        # the catalog comes from ingest in both modes, so history can be rebuilt before any
+        # message arrives.
+        ingest.core.on_birth = live.on_birth
         if settings.live.source == "subscription":
             health = HealthCore(settings.health.stale_after_periods)
             feed = LiveFeed(settings, live, health, f"{settings.mqtt.client_id}-live")
         else:
             ingest.core.on_batch = live.on_batch
-            ingest.core.on_birth = live.on_birth
         alert_store = SqlAlertStore(engine)
         policy = OutboxPolicy.from_settings(a.outbox)
         router = Router(a, policy)
