@@ -34,11 +34,18 @@ class ApiServer:
         self._server = _Server(config)
         self._task: asyncio.Task[None] | None = None
 
+    async def _serve(self) -> None:
+        try:
+            await self._server.serve()
+        except SystemExit as exc:  # uvicorn exits when it cannot bind: in a task, SystemExit
+            # would escape the event loop and stop the whole service (ingest included)
+            raise OSError(f"the API server stopped at start-up (uvicorn exit {exc.code})") from None
+
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._server.serve(), name="api-server")
+        self._task = asyncio.create_task(self._serve(), name="api-server")
         while not self._server.started:
             if self._task.done():
-                with contextlib.suppress(SystemExit):  # uvicorn logs why (port in use...)
+                with contextlib.suppress(OSError):  # uvicorn logs why (port in use...)
                     await self._task
                 self._task = None
                 config = self._server.config

@@ -144,6 +144,7 @@ def cloud(
             influx={"url": influxd.url, "database": database},
             ingest={"max_age_s": 0.05},
             metadata={"url": f"sqlite+aiosqlite:///{tmp / f'meta-{client_id}.sqlite'}"},
+            api={"port": 0},
         )
     )
 

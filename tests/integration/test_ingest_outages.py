@@ -149,6 +149,9 @@ status_log_s = 1.0
 
 [metadata]
 url = "{sqlite_url(tmp_path)}"
+
+[api]
+port = 0
 """,
     )
     log = tmp_path / "cloud.log"
