@@ -267,12 +267,18 @@ IMPORTS = (
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument(
+        "--agent-python",
+        help="interpreter that runs the agent, e.g. a venv with only the `edge` extra "
+        "installed, as on a gateway (default: this one)",
+    )
     args = parser.parse_args()
     window = 10.0 if args.quick else 30.0
     backlog = 100_000 if args.quick else 300_000
     tmp = Path(tempfile.mkdtemp(prefix="bench-edge-"))
-    py = sys.executable
-    print(f"bench_edge: {os.cpu_count()} cores, python {sys.version.split()[0]}, work dir {tmp}\n")
+    py = args.agent_python or sys.executable
+    print(f"bench_edge: {os.cpu_count()} cores, python {sys.version.split()[0]}, work dir {tmp}")
+    print(f"agent interpreter: {py}\n")
 
     print("1. durable spool writes (readings/s)")
     for name, rate in bench_spool(tmp, 200_000 if args.quick else 500_000).items():
