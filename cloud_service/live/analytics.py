@@ -20,12 +20,10 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-import numpy.typing as npt
 
 from cloud_service.alerts.inputs import (
     ConditionInputs,
@@ -49,7 +47,14 @@ from cloud_service.ingest.health import GatewayView
 from cloud_service.live.feeds import planned_output, single_product_lines
 from cloud_service.live.series import SeriesIndex, SeriesInfo
 from cloud_service.live.settings import LiveSettings
-from cloud_service.live.trails import HOUR_MS, MINUTE_MS, BucketTrail, hourly_decrease
+from cloud_service.live.signal_state import FlatRuns, RecentAnomalies
+from cloud_service.live.trails import (
+    HOUR_MS,
+    MINUTE_MS,
+    BucketTrail,
+    CounterTrail,
+    hourly_decrease,
+)
 from cloud_service.plans.model import PlanBook, SkuPolicy
 from shared.messages import Birth, Quality, SignalKind, TelemetryBatch
 
@@ -89,61 +94,6 @@ class _Inflow:
     planned: list[depletion.PlannedOutput]
 
 
-@dataclass(slots=True)
-class _Recent:
-    """Anomaly onsets of one signal within the hold window: (ts, score, reason)."""
-
-    onsets: deque[tuple[int, float, int]] = field(default_factory=deque)
-
-    def prune(self, oldest_ms: int) -> None:
-        while self.onsets and self.onsets[0][0] < oldest_ms:
-            self.onsets.popleft()
-
-    def worst(self) -> tuple[float, int]:
-        _ts, score, reason = max(self.onsets, key=lambda o: o[1])
-        return score, reason
-
-
-class _CounterTrail(BucketTrail):
-    """Minute totals for attainment, and hourly ones (as long as stock is kept) for netting
-    production out of a stock level's consumption."""
-
-    def __init__(self, bucket_ms: int, size: int, hourly: BucketTrail) -> None:
-        super().__init__(bucket_ms, size)
-        self.hourly = hourly
-
-    def add(self, ts_ms: int, value: float) -> bool:
-        self.hourly.add(ts_ms, value)
-        return super().add(ts_ms, value)
-
-
-class _FlatRuns:
-    """Per signal, the longest flat run seen so far: a level that is often flat for an hour
-    (a slow SKU, a scrap counter) is not stuck after 15 minutes; one that never rests is."""
-
-    def __init__(self) -> None:
-        self.longest = np.zeros(0, dtype=np.int64)
-        self.since = np.zeros(0, dtype=np.int64)
-        self.length = np.zeros(0, dtype=np.int64)
-        self.first = np.zeros(0, dtype=np.int64)
-
-    def update(self, now_ms: int, since: I64, seen: npt.NDArray[np.bool_]) -> I64:
-        """Record runs that ended; return the current run lengths (0: not flat)."""
-        n = since.size
-        if self.since.size < n:
-            grow = n - self.since.size
-            self.longest = np.r_[self.longest, np.zeros(grow, np.int64)]
-            self.since = np.r_[self.since, np.full(grow, -1, np.int64)]
-            self.length = np.r_[self.length, np.zeros(grow, np.int64)]
-            self.first = np.r_[self.first, np.full(grow, -1, np.int64)]
-        self.first[(self.first < 0) & seen] = now_ms
-        ended = (self.since >= 0) & (since != self.since)
-        self.longest[ended] = np.maximum(self.longest[ended], self.length[ended])
-        run = np.where(since >= 0, now_ms - since, 0)
-        self.since, self.length = since.copy(), run
-        return run
-
-
 class LiveAnalytics:
     def __init__(
         self,
@@ -160,9 +110,9 @@ class LiveAnalytics:
         #: Every onset, live or replayed (the write-back to InfluxDB).
         self.on_events: Callable[[AnomalyEvents], None] | None = None
         self._stock: dict[int, BucketTrail] = {}
-        self._counter: dict[int, _CounterTrail] = {}
-        self._recent: dict[int, _Recent] = {}
-        self._flat = _FlatRuns()
+        self._counter: dict[int, CounterTrail] = {}
+        self._recent: dict[int, RecentAnomalies] = {}
+        self._flat = FlatRuns()
         self._received = np.zeros(0, dtype=np.int64)  # receive time of each series' latest
         self._pass: _Pass | None = None
         self.stock_figures: list[StockFigures] = []
@@ -224,7 +174,7 @@ class LiveAnalytics:
             trail = self._counter.get(sid)
             if trail is None:
                 size = self.settings.counter_history_h * 60
-                trail = self._counter[sid] = _CounterTrail(
+                trail = self._counter[sid] = CounterTrail(
                     MINUTE_MS, size, BucketTrail(HOUR_MS, self.settings.stock_history_days * 24)
                 )
             return trail
@@ -254,7 +204,7 @@ class LiveAnalytics:
                 continue
             recent = self._recent.get(sid)
             if recent is None:
-                recent = self._recent[sid] = _Recent()
+                recent = self._recent[sid] = RecentAnomalies()
             recent.onsets.append((t, score, reason))
             fresh = True
         if fresh and self.on_change is not None:

@@ -66,6 +66,19 @@ class BucketTrail:
         return int(self._ts[i]), float(self._value[i])
 
 
+class CounterTrail(BucketTrail):
+    """Minute totals for attainment, and hourly ones (as long as stock is kept) for netting
+    production out of a stock level's consumption."""
+
+    def __init__(self, bucket_ms: int, size: int, hourly: BucketTrail) -> None:
+        super().__init__(bucket_ms, size)
+        self.hourly = hourly
+
+    def add(self, ts_ms: int, value: float) -> bool:
+        self.hourly.add(ts_ms, value)
+        return super().add(ts_ms, value)
+
+
 def hourly_decrease(ts_ms: I64, level: F64, made: F64 | None = None) -> tuple[I64, F64]:
     """Consumption per hour from hourly levels: the fall between consecutive hours plus what
     a line made into the stock meanwhile (``made``: its cumulative output at each level's
