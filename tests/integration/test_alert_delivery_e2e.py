@@ -111,6 +111,30 @@ def publish_offline(pub: Publisher) -> None:
     pub.publish(encode(offline), pub.topic(Channel.STATE), retain=True).wait_for_publish(5)
 
 
+async def offline_alert(cloud: CloudApp, pub: Publisher) -> str:
+    """The gateway sends data, then goes offline; the id of the alert the cloud raises."""
+    raise_gateway_offline(pub)
+    await until(lambda: pub.acks, 30, "the batch stored")
+    publish_offline(pub)
+    await until(lambda: open_alert(cloud, "gateway-offline", pub.site) is not None, 30, "the alert")
+    record = open_alert(cloud, "gateway-offline", pub.site)
+    assert record is not None
+    return record.id
+
+
+async def settled_webhooks(cloud: CloudApp, alert_id: str, count: int) -> dict[str, Any]:
+    """Wait until ``count`` webhook notifications of the alert are settled (no longer
+    pending), give a stray retry a second to show, then return them by recipient."""
+
+    async def settled() -> bool:
+        rows = await outbox_of(cloud, alert_id, "webhook")
+        return len(rows) == count and all(n.status != "pending" for n in rows)
+
+    await until(settled, 60, f"{count} webhook notifications settled")
+    await asyncio.sleep(1.0)  # room for a stray retry, if one were coming
+    return {n.recipient: n for n in await outbox_of(cloud, alert_id, "webhook")}
+
+
 def clear_retained(server: MosquittoServer, topics: list[str]) -> None:
     """Remove what this test left retained on a shared broker."""
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
@@ -386,15 +410,7 @@ async def test_restart_keeps_a_restored_gateway_offline_alert_as_it_was(
     alert_id = ""
     try:
         async with running(settings) as cloud:
-            raise_gateway_offline(pub)
-            await until(lambda: pub.acks, 30, "the batch stored")
-            publish_offline(pub)
-            await until(
-                lambda: open_alert(cloud, "gateway-offline", site) is not None, 30, "the alert"
-            )
-            record = open_alert(cloud, "gateway-offline", site)
-            assert record is not None
-            alert_id = record.id
+            alert_id = await offline_alert(cloud, pub)
         async with running(settings) as cloud:  # the same store and broker session
             monitor = runtime_of(cloud).monitor
             assert monitor is not None
@@ -443,23 +459,8 @@ async def test_webhook_failing_twice_gets_exactly_one_signed_accepted_delivery(
         alert_id = ""
         try:
             async with running(settings) as cloud:
-                raise_gateway_offline(pub)
-                await until(lambda: pub.acks, 30, "the batch stored")
-                publish_offline(pub)
-                await until(
-                    lambda: open_alert(cloud, "gateway-offline", site) is not None, 30, "the alert"
-                )
-                record = open_alert(cloud, "gateway-offline", site)
-                assert record is not None
-                alert_id = record.id
-
-                async def settled() -> bool:
-                    rows = await outbox_of(cloud, alert_id, "webhook")
-                    return len(rows) == 2 and all(n.status != "pending" for n in rows)
-
-                await until(settled, 60, "both webhook notifications settled")
-                await asyncio.sleep(1.0)  # room for a stray retry, if one were coming
-                rows = {n.recipient: n for n in await outbox_of(cloud, alert_id, "webhook")}
+                alert_id = await offline_alert(cloud, pub)
+                rows = await settled_webhooks(cloud, alert_id, 2)
         finally:
             pub.close()
             if alert_id:
@@ -511,23 +512,8 @@ async def test_webhook_urls_at_loopback_or_cloud_metadata_are_refused(
         alert_id = ""
         try:
             async with running(settings) as cloud:
-                raise_gateway_offline(pub)
-                await until(lambda: pub.acks, 30, "the batch stored")
-                publish_offline(pub)
-                await until(
-                    lambda: open_alert(cloud, "gateway-offline", site) is not None, 30, "the alert"
-                )
-                record = open_alert(cloud, "gateway-offline", site)
-                assert record is not None
-                alert_id = record.id
-
-                async def settled() -> bool:
-                    rows = await outbox_of(cloud, alert_id, "webhook")
-                    return len(rows) == 3 and all(n.status != "pending" for n in rows)
-
-                await until(settled, 60, "the webhook notifications settled")
-                await asyncio.sleep(1.0)  # room for a stray retry, if one were coming
-                rows = {n.recipient: n for n in await outbox_of(cloud, alert_id, "webhook")}
+                alert_id = await offline_alert(cloud, pub)
+                rows = await settled_webhooks(cloud, alert_id, 3)
                 mqtt_rows = await outbox_of(cloud, alert_id, "mqtt")
         finally:
             pub.close()
