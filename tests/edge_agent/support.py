@@ -25,6 +25,10 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 
 from cloud_service.app import CloudApp, build_app
 from cloud_service.settings import load_settings
+from edge_agent.agent import Agent
+from edge_agent.config import config_from_mapping
+from edge_agent.runner import run_agent
+from edge_agent.status import AgentStatus
 from firmware_sim.stack import InfluxServer, MosquittoServer
 from firmware_sim.stack.ports import free_port
 from shared.messages import AlertAck, Birth, TelemetryBatch
@@ -304,3 +308,25 @@ class CoilDevice:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+
+class AgentRun:
+    """One in-process agent run: ``start`` waits until it is ready, ``finish`` stops it and
+    returns its final status."""
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self.config = config_from_mapping(values, use_env=False)
+        self.stop = asyncio.Event()
+        self.task: asyncio.Task[AgentStatus] | None = None
+
+    async def start(self) -> Agent:
+        ready: asyncio.Future[Agent] = asyncio.get_running_loop().create_future()
+        self.task = asyncio.create_task(
+            run_agent(self.config, stop=self.stop, handle_signals=False, on_ready=ready)
+        )
+        return await asyncio.wait_for(ready, 15)
+
+    async def finish(self) -> AgentStatus:
+        self.stop.set()
+        assert self.task is not None
+        return await asyncio.wait_for(self.task, 30)

@@ -17,16 +17,13 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 
-from edge_agent.agent import Agent
 from edge_agent.cli import main
-from edge_agent.config import config_from_mapping
-from edge_agent.runner import run_agent
 from edge_agent.status_server import http_request
 from firmware_sim.stack import MosquittoServer
 from shared.codec import encode
 from shared.messages import Alert, AlertState, Severity
 from shared.topics import TopicScheme
-from tests.edge_agent.support import CountingDevice, Recorder, agent_config, until
+from tests.edge_agent.support import AgentRun, CountingDevice, Recorder, agent_config, until
 
 pytestmark = pytest.mark.integration
 
@@ -63,25 +60,6 @@ def publish_alert(broker: MosquittoServer, site: str, gateway: str, a: Alert) ->
     client.loop_stop()
 
 
-class Run:
-    def __init__(self, values: dict[str, Any]) -> None:
-        self.config = config_from_mapping(values, use_env=False)
-        self.stop = asyncio.Event()
-        self.task: asyncio.Task[Any] | None = None
-
-    async def start(self) -> Agent:
-        ready: asyncio.Future[Agent] = asyncio.get_running_loop().create_future()
-        self.task = asyncio.create_task(
-            run_agent(self.config, stop=self.stop, handle_signals=False, on_ready=ready)
-        )
-        return await asyncio.wait_for(ready, 15)
-
-    async def finish(self) -> Any:
-        self.stop.set()
-        assert self.task is not None
-        return await asyncio.wait_for(self.task, 30)
-
-
 async def test_alerts_are_shown_acknowledged_and_the_ack_survives_an_outage(
     fresh_mosquitto: Callable[..., MosquittoServer],
     unique_name: Callable[[str], str],
@@ -100,7 +78,7 @@ async def test_alerts_are_shown_acknowledged_and_the_ack_survives_an_outage(
             spool_path=tmp_path / "spool.db",
             status={"enabled": True, "port": 0},
         )
-        run = Run(values)
+        run = AgentRun(values)
         agent = await run.start()
         await until(lambda: agent.outbox.connected, 10, "connection")
         port = agent.status_port
@@ -145,7 +123,7 @@ async def test_alerts_are_shown_acknowledged_and_the_ack_survives_an_outage(
         await asyncio.to_thread(broker.start)
         recorder.close()
         recorder = Recorder(broker, site, gateway)
-        run = Run(values | {"status": {"enabled": False}})
+        run = AgentRun(values | {"status": {"enabled": False}})
         agent = await run.start()
         assert {a.id for a in agent.alerts.active()} == {"a1", "a2"}  # kept across the restart
         await until(lambda: len(recorder.snapshot()[2]) == 1, 10, "the spooled alert ack")

@@ -15,16 +15,13 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import pytest
 
-from edge_agent.agent import Agent
-from edge_agent.config import config_from_mapping
 from edge_agent.health import build_status
-from edge_agent.runner import run_agent
 from firmware_sim.stack import MosquittoServer
-from tests.edge_agent.support import CountingDevice, Recorder, agent_config, until
+from tests.edge_agent.support import AgentRun, CountingDevice, Recorder, agent_config, until
 
 pytestmark = pytest.mark.integration
 
@@ -113,25 +110,6 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
     writer.close()
 
 
-class Run:
-    def __init__(self, values: dict[str, Any]) -> None:
-        self.config = config_from_mapping(values, use_env=False)
-        self.stop = asyncio.Event()
-        self.task: asyncio.Task[Any] | None = None
-
-    async def start(self) -> Agent:
-        ready: asyncio.Future[Agent] = asyncio.get_running_loop().create_future()
-        self.task = asyncio.create_task(
-            run_agent(self.config, stop=self.stop, handle_signals=False, on_ready=ready)
-        )
-        return await asyncio.wait_for(ready, 15)
-
-    async def finish(self) -> Any:
-        self.stop.set()
-        assert self.task is not None
-        return await asyncio.wait_for(self.task, 30)
-
-
 @pytest.mark.parametrize(
     ("mode", "v5_attempts"),
     [("connack", 1), ("close", 2)],  # a silent close must repeat before the agent falls back
@@ -158,7 +136,7 @@ async def test_auto_falls_back_to_311_remembers_it_and_delivers(
                 spool_path=tmp_path / "spool.db",
             )
             values["broker"] = {"host": "127.0.0.1", "port": proxy.port, "reconnect_max_s": 1}
-            run = Run(values)
+            run = AgentRun(values)
             assert run.config.broker.protocol == "auto"  # the default
             agent = await run.start()
             await until(lambda: agent.outbox.connected, 15, "a connection through the proxy")
@@ -196,7 +174,7 @@ async def test_auto_speaks_5_with_a_broker_that_does_and_pinned_5_never_falls_ba
             device_port=device.port,
             spool_path=tmp_path / "a.db",
         )
-        run = Run(values)
+        run = AgentRun(values)
         agent = await run.start()
         await until(lambda: agent.outbox.connected, 15, "connection")
         assert agent.publisher is not None
@@ -214,7 +192,7 @@ async def test_auto_speaks_5_with_a_broker_that_does_and_pinned_5_never_falls_ba
                 "reconnect_max_s": 1,
             }
             values["spool"]["path"] = str(tmp_path / "b.db")
-            run = Run(values)
+            run = AgentRun(values)
             agent = await run.start()
             await until(lambda: len(proxy.levels) >= 3, 15, "three refused connects")
             assert set(proxy.levels) == {MQTT_V5}

@@ -11,16 +11,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from edge_agent.agent import Agent
-from edge_agent.config import config_from_mapping
-from edge_agent.runner import run_agent
-from edge_agent.status import AgentStatus
 from firmware_sim.stack import InfluxServer, MosquittoServer
 from tests.edge_agent.support import (
+    AgentRun,
     CloudRunner,
     CountingDevice,
     Recorder,
@@ -33,29 +30,6 @@ from tests.edge_agent.support import (
 )
 
 pytestmark = pytest.mark.integration
-
-
-class Run:
-    """One in-process agent run."""
-
-    def __init__(self, values: dict[str, Any]) -> None:
-        self.config = config_from_mapping(values, use_env=False)
-        self.stop = asyncio.Event()
-        self.task: asyncio.Task[AgentStatus] | None = None
-        self.agent: Agent | None = None
-
-    async def start(self) -> Agent:
-        ready: asyncio.Future[Agent] = asyncio.get_running_loop().create_future()
-        self.task = asyncio.create_task(
-            run_agent(self.config, stop=self.stop, handle_signals=False, on_ready=ready)
-        )
-        self.agent = await asyncio.wait_for(ready, 15)
-        return self.agent
-
-    async def finish(self) -> AgentStatus:
-        self.stop.set()
-        assert self.task is not None
-        return await asyncio.wait_for(self.task, 30)
 
 
 def spool_readings(agent: Agent) -> int:
@@ -83,7 +57,7 @@ async def test_broker_outage_mid_stream_loses_nothing(
     ingest = CloudRunner(lambda: cloud(broker, influxd, db, unique_name("c"), tmp_path))
     async with CountingDevice() as device:
         await ingest.start()
-        run = Run(
+        run = AgentRun(
             agent_config(
                 site=site,
                 gateway=gateway,
@@ -125,7 +99,7 @@ async def test_cloud_ingest_down_spool_grows_then_drains(
     ingest = CloudRunner(lambda: cloud(mosquitto, influxd, db, client_id, tmp_path))
     async with CountingDevice() as device:
         await ingest.start()
-        run = Run(
+        run = AgentRun(
             agent_config(
                 site=site,
                 gateway=gateway,
@@ -163,7 +137,7 @@ async def test_full_spool_drops_the_oldest_and_counts_exactly(
     signals = [counter_signal(signal_id=f"cnt{i}") for i in range(8)]
     ingest = CloudRunner(lambda: cloud(broker, influxd, db, unique_name("c"), tmp_path))
     async with CountingDevice() as device:
-        run = Run(
+        run = AgentRun(
             agent_config(
                 site=site,
                 gateway=gateway,
@@ -222,7 +196,7 @@ async def test_corrupt_spool_at_start_is_kept_aside_and_the_agent_works(
     ingest = CloudRunner(lambda: cloud(mosquitto, influxd, db, unique_name("c"), tmp_path))
     async with CountingDevice() as device:
         await ingest.start()
-        run = Run(
+        run = AgentRun(
             agent_config(
                 site=site,
                 gateway=gateway,
