@@ -5,7 +5,7 @@ every anomaly baseline. Runs after the catalog is loaded and before ingest start
 so history is folded in first and live data after it, in event-time order (the broker keeps
 incoming messages meanwhile). Trails are read downsampled (the last value per hour of stock,
 per minute of counters: what the trails keep anyway); the anomaly engine gets the raw points
-of the last ``rebuild_hours``.
+of the last ``rebuild_hours``, fewer when the fleet would exceed ``rebuild_max_points``.
 """
 
 from __future__ import annotations
@@ -44,6 +44,16 @@ def _id(ids: Mapping[tuple[str, str, str], int], tags: Mapping[str, str]) -> int
     return ids.get((tags.get("site", ""), tags.get("gateway", ""), tags.get("signal", "")))
 
 
+def engine_window_h(live: LiveAnalytics) -> float:
+    """Hours of raw history for the anomaly engine: ``rebuild_hours``, shortened so the
+    announced signals' expected points stay within ``rebuild_max_points``."""
+    s = live.settings
+    per_hour = sum(3600.0 / i.spec.period_s for i in live.index.infos if i.spec is not None)
+    if per_hour <= 0:
+        return s.rebuild_hours
+    return min(s.rebuild_hours, s.rebuild_max_points / per_hour)
+
+
 async def rebuild(
     live: LiveAnalytics, store: TimeSeriesStore, now_ms: int | None = None
 ) -> RebuildReport:
@@ -71,10 +81,11 @@ async def rebuild(
                     trail.add(int(t), float(v))
                     trail_points += 1
     engine_points = 0
-    if s.rebuild_hours > 0:
+    hours = engine_window_h(live)
+    if hours > 0:
         for kind in SignalKind:
             hist = await read_history(
-                store, kind.value, days=s.rebuild_hours / 24, now_ms=now, window_ms=HOUR_MS
+                store, kind.value, days=hours / 24, now_ms=now, window_ms=HOUR_MS
             )
             series_ids, ts, values = hist.for_engine(lambda tags: _id(ids, tags))
             if series_ids.size:

@@ -43,4 +43,7 @@ class LiveSettings(BaseModel):
     min_baseline_days: int = Field(default=7, ge=2)
     rate_window_h: float = Field(default=2.0, gt=0)  # run rate for the projected attainment
     #: Start-up: replay this much stored history per signal into the engine and the trails.
-    rebuild_hours: float = Field(default=72.0, ge=0)
+    rebuild_hours: float = Field(default=6.0, ge=0)
+    #: ... but no more raw points than this in all (a fleet of 1 Hz signals would otherwise
+    #: read for minutes before ingesting): the window shrinks to fit.
+    rebuild_max_points: int = Field(default=5_000_000, ge=0)

@@ -6,7 +6,9 @@ import numpy as np
 
 from cloud_service.alerts.rules import load_rules, parse_rules
 from cloud_service.live.analytics import LiveAnalytics
+from cloud_service.live.history import engine_window_h
 from cloud_service.live.monitor import silence_bounds
+from cloud_service.live.settings import LiveSettings
 from cloud_service.plans.model import PlanBook, SkuPolicy
 from shared.messages import Birth, Reading, SignalKind, SignalSpec, TelemetryBatch
 
@@ -102,3 +104,15 @@ def test_a_refresh_spread_over_calls_gives_what_one_pass_gives() -> None:
     assert calls == 30
     assert sliced.stock_figures == whole.stock_figures
     assert len(whole.stock_figures) == 30
+
+
+def test_engine_history_window_shrinks_to_the_point_budget() -> None:
+    live = LiveAnalytics(LiveSettings(rebuild_hours=6.0, rebuild_max_points=360_000))
+    specs = [SignalSpec(id=f"x{i}", kind=SignalKind.SENSOR, period_s=1.0) for i in range(50)]
+    live.on_birth(
+        "s",
+        Birth(gateway="g", site="s", boot="b", agent_version="t", config_hash="h",
+              started_ms=T0, signals=specs),
+    )  # fmt: skip
+    assert engine_window_h(live) == 2.0  # 50 signals x 3,600 points an hour: 2 h fit
+    assert engine_window_h(LiveAnalytics(LiveSettings(rebuild_hours=6.0))) == 6.0
