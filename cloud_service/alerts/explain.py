@@ -46,8 +46,9 @@ _CONSUMPTION: Final = frozenset(
     {"actual", "planned", "excess", "ratio", "buffer_used", "excess_sigma"}
 )
 _PRODUCTION: Final = frozenset(
-    {"produced", "planned_so_far", "attainment", "projected_attainment", "required_rate_per_h"}
-)
+    {"produced", "planned_so_far", "attainment", "projected_attainment", "required_rate_per_h",
+     "mix_drift"}
+)  # fmt: skip
 _SIGNAL: Final = frozenset(
     {"anomaly_score", "anomaly_count", "stuck_min", "silent_min", "silent_periods"}
 )
@@ -150,7 +151,7 @@ def _production(f: ProductionFigures) -> Candidate:
     m: Metrics = {
         "produced": f.produced, "planned_so_far": f.planned_so_far, "attainment": f.attainment,
         "projected_attainment": f.projected_attainment,
-        "required_rate_per_h": f.required_rate_per_h,
+        "required_rate_per_h": f.required_rate_per_h, "mix_drift": f.mix_drift,
     }  # fmt: skip
 
     def words() -> Words:
@@ -162,6 +163,8 @@ def _production(f: ProductionFigures) -> Candidate:
         message = f"{qty(f.produced)} of {qty(f.planned_so_far)} {f.unit} planned so far"
         if f.sku:
             message += f" (SKU {f.sku})"
+        if f.mix_drift is not None:
+            message += f"; {f.mix_drift:.0%} of the output off the planned mix"
         if f.required_rate_per_h is not None and math.isfinite(f.required_rate_per_h):
             rate = qty(f.required_rate_per_h)
             action = f"Raise line {f.line} to {rate} {f.unit}/h or re-plan the {f.period}"

@@ -62,6 +62,8 @@ class ProductionFigures:
     period: str = "shift"  # how the plan period is called in messages
     unit: str = "units"
     required_rate_per_h: float | None = None  # to still meet the plan
+    #: A line counted per SKU: how far the mix made so far is from the plan's (0..1).
+    mix_drift: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

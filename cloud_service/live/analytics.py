@@ -45,6 +45,7 @@ from cloud_service.analytics.plan import (
 )
 from cloud_service.ingest.health import GatewayView
 from cloud_service.live.feeds import planned_output, single_product_lines
+from cloud_service.live.lines import CounterOutput, LineTotal, line_totals
 from cloud_service.live.series import SeriesIndex, SeriesInfo
 from cloud_service.live.settings import LiveSettings
 from cloud_service.live.signal_state import FlatRuns, RecentAnomalies
@@ -83,7 +84,6 @@ class _Pass:
     production: list[ProductionFigures] = field(default_factory=list)
     depletion: list[tuple[SeriesInfo, depletion.DepletionResult]] = field(default_factory=list)
     demand: list[tuple[SeriesInfo, DemandVsPlan]] = field(default_factory=list)
-    adherence: list[tuple[SeriesInfo, Adherence]] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +122,8 @@ class LiveAnalytics:
         self.depletion_results: list[tuple[SeriesInfo, depletion.DepletionResult]] = []
         self.adherence_results: list[tuple[SeriesInfo, Adherence]] = []
         self.demand_results: list[tuple[SeriesInfo, DemandVsPlan]] = []
+        #: Lines counted per SKU, summed (their figures are among ``production_figures``).
+        self.line_totals: list[LineTotal] = []
         self.points = 0
         self.forecast_errors = 0
 
@@ -248,15 +250,18 @@ class LiveAnalytics:
             over = budget_ms is not None and (time.perf_counter() - started) * 1000 >= budget_ms
             if over and p.pos < len(p.sids):
                 return False
-        p.production = [
-            f
+        counted = [
+            out
             for sid, trail in self._counter.items()
-            if (f := self._production_figures(self.index.infos[sid], trail, now_ms, p)) is not None
+            if (out := self._production_figures(self.index.infos[sid], trail, now_ms)) is not None
         ]
+        totals, p.production = line_totals(counted, now_ms)
+        p.production.extend(t.figures for t in totals)
         self.stock_figures, self.consumption_figures = p.stock, p.consumption
         self.production_figures = p.production
         self.depletion_results, self.demand_results = p.depletion, p.demand
-        self.adherence_results = p.adherence
+        self.adherence_results = [(o.info, o.adherence) for o in counted]
+        self.line_totals = totals
         self._pass = None
         return True
 
@@ -396,8 +401,8 @@ class LiveAnalytics:
         )  # fmt: skip
 
     def _production_figures(
-        self, info: SeriesInfo, trail: BucketTrail, now_ms: int, p: _Pass
-    ) -> ProductionFigures | None:
+        self, info: SeriesInfo, trail: BucketTrail, now_ms: int
+    ) -> CounterOutput | None:
         spec = info.spec
         if spec is None or spec.line is None:
             return None
@@ -417,18 +422,18 @@ class LiveAnalytics:
         if ts.size == 0 or (ts[0] > period.start_ms + MINUTE_MS and now_ms - ts[0] < HOUR_MS):
             return None  # no reading from before the period: attainment unknown yet
         a = adherence(ts, total, period, now_ms, rate_window_h=self.settings.rate_window_h)
-        p.adherence.append((info, a))
 
         def known(x: float) -> float | None:
             return x if math.isfinite(x) else None
 
-        return ProductionFigures(
+        figures = ProductionFigures(
             site=info.site, line=spec.line, produced=a.produced,
             planned_so_far=a.planned_so_far, attainment=known(a.attainment),
             projected_attainment=known(a.projected_attainment), sku=spec.sku,
             gateway=info.gateway, period=targets[0].period, unit=spec.unit or "units",
             required_rate_per_h=known(a.required_rate_per_hour),
         )  # fmt: skip
+        return CounterOutput(info, figures, a, period)
 
     # -- the snapshot the rules read --------------------------------------------------------
     def inputs(

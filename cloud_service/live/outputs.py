@@ -1,6 +1,7 @@
 """The live analytics' figures written back to InfluxDB, beside the readings.
 
-Forecasts (``depletion``) and plan figures (``plan_adherence``) at each refresh, and the
+Forecasts (``depletion``) and plan figures (``plan_adherence``: per counter, and per line
+with its ``mix_drift`` where a line is counted per SKU) at each refresh, and the
 anomaly onsets (``anomaly``) as they happen, through :class:`~..analytics.storage.AnalyticsWriter`
 (its own measurements, the readings' tags), so dashboards chart them next to the data. A
 failed write is logged and counted, never retried into a pile: the next refresh writes newer
@@ -71,6 +72,11 @@ class OutputWriter:
             self.points += outcome.written
             for info, a in live.adherence_results:
                 self.points += (await self.writer.plan(tags_of(info), now_ms, adherence=a)).written
+            for t in live.line_totals:
+                outcome = await self.writer.plan(
+                    t.tags, now_ms, adherence=t.adherence, mix_drift=t.mix_drift
+                )
+                self.points += outcome.written
             for info, d in live.demand_results:
                 if math.isfinite(d.ratio):
                     self.points += (await self.writer.plan(tags_of(info), now_ms, demand=d)).written

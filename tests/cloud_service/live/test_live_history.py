@@ -17,7 +17,7 @@ from cloud_service.live.analytics import LiveAnalytics
 from cloud_service.live.history import rebuild
 from cloud_service.live.outputs import OutputWriter
 from cloud_service.live.settings import LiveSettings
-from cloud_service.plans.model import PlanBook, SkuPolicy
+from cloud_service.plans.model import PlanBook, ProductionTarget, SkuPolicy
 from cloud_service.storage.influx import InfluxSettings, InfluxStore
 from firmware_sim.stack import InfluxServer
 from shared.messages import Birth, SignalKind, SignalSpec
@@ -130,3 +130,51 @@ async def test_rebuild_skips_values_that_are_not_numbers(store: InfluxStore) -> 
     live = _live()
     report = await rebuild(live, store, now_ms=NOW)
     assert report.engine_points == 1  # the stock reading; the text is not a reading
+
+
+async def test_a_line_counted_per_sku_is_written_back_with_its_mix_drift(
+    store: InfluxStore,
+) -> None:
+    """Two per-SKU counters of one line, rebuilt from history: the line's total and its mix
+    drift land in ``plan_adherence`` tagged with the line and no SKU, beside each counter's."""
+    start = NOW - 4 * HOUR
+    live = LiveAnalytics()
+    live.on_birth(
+        SITE,
+        Birth(
+            gateway=GW, site=SITE, boot="b", agent_version="t", config_hash="h",
+            started_ms=NOW, signals=[
+                SignalSpec(id=f"c{s}", kind=SignalKind.PRODUCTION_COUNT, line="L1", sku=s)
+                for s in ("X", "Y")
+            ],
+        ),
+    )  # fmt: skip
+    live.set_plans(
+        PlanBook(
+            production=tuple(
+                ProductionTarget(SITE, "L1", start, start + 8 * HOUR, 480.0, sku=s)
+                for s in ("X", "Y")
+            )
+        )
+    )
+    lines = [
+        f"production_count,gateway={GW},line=L1,signal=c{s},site={SITE},sku={s} "
+        f"value={m * rate if m > 0 else 0} {start + m * 60_000}"
+        for s, rate in (("X", 3), ("Y", 1))
+        for m in range(-10, 4 * 60 + 1)
+    ]
+    await store.write(lines, precision="ms")
+    await rebuild(live, store, now_ms=NOW)
+    assert live.refresh(NOW)
+    writer = OutputWriter(live, store)
+    await writer.flush(NOW)
+    assert writer.failures == 0
+    found = await store.query(
+        'SELECT "mix_drift", "attainment", "produced" FROM "plan_adherence" GROUP BY *', epoch="ms"
+    )
+    rows = {t.tags.get("sku", ""): next(iter(t.rows())) for t in found}
+    assert set(rows) == {"", "X", "Y"}
+    assert rows[""]["produced"] == pytest.approx(960.0)  # 720 X + 240 Y
+    assert rows[""]["attainment"] == pytest.approx(2.0)  # 960 made of 480 due by now
+    assert rows[""]["mix_drift"] == pytest.approx(0.25)  # 3:1 made where 1:1 was planned
+    assert rows["X"]["mix_drift"] is None

@@ -1,0 +1,115 @@
+"""A line counted per SKU, seen as one line: its total against the plan, and its mix drift.
+
+When a line has one good-pieces counter per SKU (an MES that counts per product, or one PLC
+counter per product), each counter has its own attainment, but those figures mislead the
+moment a line makes its products in sequence: in the morning the SKU planned for the
+afternoon stands "at 0 % of plan". The line's total is what a supervisor steers by, and the
+mix drift (how far the proportions made are from the proportions planned, 0 to 1) says
+whether the right products are being made. So the rules see the line (its total, with the
+mix drift); the per-SKU figures are still written back to InfluxDB for the dashboards.
+
+The mix is compared so far into the period (made against planned so far), so it reads high
+while a sequenced line is still on its first products and settles by the period's end: a
+rule on it wants a duration, or a threshold for the end of the period.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from cloud_service.alerts.inputs import ProductionFigures
+from cloud_service.analytics.plan import Adherence, PlanPeriod, mix_drift
+from cloud_service.live.series import SeriesInfo
+
+HOUR_MS = 3_600_000
+
+
+@dataclass(frozen=True, slots=True)
+class CounterOutput:
+    """One counter's figures against its plan period (what ``LiveAnalytics`` computes)."""
+
+    info: SeriesInfo
+    figures: ProductionFigures
+    adherence: Adherence
+    period: PlanPeriod
+
+
+@dataclass(frozen=True, slots=True)
+class LineTotal:
+    """A line counted per SKU, summed: the rules' figures and the write-back's."""
+
+    figures: ProductionFigures
+    adherence: Adherence
+    mix_drift: float | None
+    tags: dict[str, str]
+
+
+def _finite(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if b > 0 else math.nan
+
+
+def line_totals(
+    outputs: Sequence[CounterOutput], now_ms: int
+) -> tuple[list[LineTotal], list[ProductionFigures]]:
+    """The lines counted per SKU (two SKUs or more), summed; and the figures left for the
+    rules: every counter not part of such a line."""
+    groups: dict[tuple[str, str], list[CounterOutput]] = {}
+    for o in outputs:
+        spec = o.info.spec
+        if spec is not None and spec.line and spec.sku:
+            groups.setdefault((o.info.site, spec.line), []).append(o)
+    per_sku = {k: g for k, g in groups.items() if len({o.figures.sku for o in g}) >= 2}
+    grouped = {id(o) for g in per_sku.values() for o in g}
+    totals = [_total(site, line, g, now_ms) for (site, line), g in sorted(per_sku.items())]
+    rest = [o.figures for o in outputs if id(o) not in grouped]
+    return totals, rest
+
+
+def _total(site: str, line: str, group: Sequence[CounterOutput], now_ms: int) -> LineTotal:
+    made: dict[str | None, float] = {}
+    due: dict[str | None, float] = {}  # the plan's, once per SKU
+    target: dict[str | None, float] = {}
+    for o in group:  # two counters of one SKU (two stations) add up; its plan counts once
+        sku = o.figures.sku
+        made[sku] = made.get(sku, 0.0) + o.adherence.produced
+        due[sku] = o.adherence.planned_so_far
+        target[sku] = o.period.planned_qty
+    produced, so_far, planned = sum(made.values()), sum(due.values()), sum(target.values())
+    projected = sum(o.adherence.projected_qty for o in group)
+    remaining_h = max(max(o.period.end_ms for o in group) - now_ms, 0) / HOUR_MS
+    gap = max(planned - produced, 0.0)
+    required = gap / remaining_h if remaining_h > 0 else (math.inf if gap else 0.0)
+    total = Adherence(
+        produced=produced,
+        planned_so_far=so_far,
+        attainment=_ratio(produced, so_far),
+        run_rate_per_hour=sum(o.adherence.run_rate_per_hour for o in group),
+        projected_qty=projected,
+        projected_attainment=_ratio(projected, planned),
+        required_rate_per_hour=required,
+    )
+    drift = _finite(mix_drift(list(made.values()), [due[k] for k in made]))
+    first = group[0].figures
+    figures = ProductionFigures(
+        site=site,
+        line=line,
+        produced=produced,
+        planned_so_far=so_far,
+        attainment=_finite(total.attainment),
+        projected_attainment=_finite(total.projected_attainment),
+        gateway=first.gateway,
+        period=first.period,
+        unit=first.unit,
+        required_rate_per_h=_finite(required),
+        mix_drift=drift,
+    )
+    tags = {"site": site, "line": line}
+    if first.gateway:
+        tags["gateway"] = first.gateway
+    return LineTotal(figures, total, drift, tags)
