@@ -16,7 +16,11 @@ months), and likewise fit on 0-20 / 0-14 and score the 12 months after; then the
 three origins. Model choices for the service are made there; the held-out year only reports
 them. (Bias changes sign from one origin to the next, so one origin alone says little about it.)
 
+``--validate --candidates`` adds variants of the intermittent/lumpy forecast (C1-C5 in
+``candidates``) to the validation rows; a variant is chosen there, never on the held-out year.
+
     python bench/bench_carparts.py [--data ../shared/data/demand/carparts.csv] [--validate]
+        [--candidates]
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from cloud_service.analytics.kernels import smoothing as ks
 
 H = 12
 VALIDATION_ORIGINS = (27, 21, 15)  # months fitted on; each scored on the next 12
+TSB_GRID_P_HIGH = ka.TSB_GRID[ka.TSB_GRID >= 0.1]  # candidate: obsolescence shows sooner
 
 
 def load(path: Path) -> tuple[np.ndarray, np.ndarray, int]:
@@ -83,6 +88,51 @@ def ours(train: np.ndarray) -> dict[str, np.ndarray]:
     return out
 
 
+def imapa_flat_sba(y: np.ndarray, grid: np.ndarray, h: int) -> float:
+    """``imapa_flat`` with each level's SES level times SBA's ``1 - alpha/2`` (its own alpha)."""
+    if not np.any(y != 0.0):
+        return 0.0
+    top = max(int(np.rint(ki.mean_interval(y))), 1)
+    acc = 0.0
+    for agg in range(1, top + 1):
+        sums = ki.bucket_sums_end(y, agg)
+        if sums.size == 0:
+            acc += y.sum() / y.size
+            continue
+        lvl, alpha = ks.ses_flat_alpha(sums, grid, max((h + agg - 1) // agg, 1))
+        acc += (1.0 - alpha / 2.0) * lvl / agg
+    return acc / top
+
+
+def candidates(train: np.ndarray) -> dict[str, np.ndarray]:
+    """Variants of the automatic model's intermittent/lumpy forecast (the other classes keep
+    Auto's forecast), for model choice on the validation origins only."""
+    cls, _, rate, _, _ = ka.auto_forecast_many(train)
+    idx = np.flatnonzero((cls == ki.C_INTERMITTENT) | (cls == ki.C_LUMPY))
+    rows = [train[i] for i in idx]
+    imapa = np.array([ki.imapa_flat(y, ka.IMAPA_GRID, ka.FLAT_H) for y in rows])
+    tsb = np.array([ki.tsb_flat(y, ka.TSB_GRID, ka.FLAT_H) for y in rows])
+    adida = np.array([ki.adida(y, ka.ADIDA_ITERS) for y in rows])
+    imapa_sba = np.array([imapa_flat_sba(y, ka.IMAPA_GRID, ka.FLAT_H) for y in rows])
+    tsb_hp = np.array([ki.tsb_flat_grids(y, ka.TSB_GRID, TSB_GRID_P_HIGH, ka.FLAT_H) for y in rows])
+    w = ka.TSB_WEIGHT
+    current = (1.0 - w) * imapa + w * tsb
+    assert np.allclose(current, rate[idx]), "candidate components do not rebuild Auto"
+    parts = {
+        "C1 thirds IMAPA/TSB/ADIDA": (imapa + tsb + adida) / 3.0,
+        "C2 median IMAPA/TSB/ADIDA": np.median(np.stack([imapa, tsb, adida]), axis=0),
+        "C3 .75 IMAPA-SBA + .25 TSB": (1.0 - w) * imapa_sba + w * tsb,
+        "C4 .75 IMAPA + .25 TSB(ap>=.1)": (1.0 - w) * imapa + w * tsb_hp,
+        "C5 .5 IMAPA + .5 TSB": 0.5 * imapa + 0.5 * tsb,
+    }
+    out = {}
+    for name, f in parts.items():
+        r = rate.copy()
+        r[idx] = f
+        out[name] = r
+    return out
+
+
 def statsforecast_baselines(ids: np.ndarray, train: np.ndarray) -> dict[str, np.ndarray]:
     n, t = train.shape
     df = pd.DataFrame(
@@ -115,7 +165,9 @@ def statsforecast_baselines(ids: np.ndarray, train: np.ndarray) -> dict[str, np.
     return out
 
 
-def evaluate(ids: np.ndarray, train: np.ndarray, test: np.ndarray) -> dict[str, tuple[float, ...]]:
+def evaluate(
+    ids: np.ndarray, train: np.ndarray, test: np.ndarray, with_candidates: bool = False
+) -> dict[str, tuple[float, ...]]:
     """Fit every method on ``train``, print and return ``name -> (MASE, RMSSE, bias)``."""
     print(f"train {train.shape[1]} months, test {test.shape[1]}")
     auto_cls = ka.auto_forecast_many(train)[0]
@@ -123,6 +175,8 @@ def evaluate(ids: np.ndarray, train: np.ndarray, test: np.ndarray) -> dict[str, 
     counts = np.bincount(auto_cls.astype(np.int64), minlength=5)
     print("classes (train): " + ", ".join(f"{n} {c}" for n, c in zip(names, counts, strict=True)))
     forecasts = ours(train)
+    if with_candidates:
+        forecasts.update(candidates(train))
     forecasts.update(statsforecast_baselines(ids, train))
     print()
     print(f"{'method':32s} {'MASE':>7s} {'RMSSE':>7s} {'bias':>8s}")
@@ -146,7 +200,14 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="score on three origins inside the training months instead of the held-out year",
     )
+    ap.add_argument(
+        "--candidates",
+        action="store_true",
+        help="with --validate: also score candidate intermittent-demand variants (C1-C5)",
+    )
     args = ap.parse_args(argv)
+    if args.candidates and not args.validate:
+        ap.error("--candidates only with --validate (choices are never made on the held-out year)")
     if not args.data.exists():
         print(f"carparts data not found at {args.data}", file=sys.stderr)
         return 2
@@ -163,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = []
     for origin in VALIDATION_ORIGINS:
         print(f"== origin {origin}: fit on months 0-{origin - 1}, score {origin}-{origin + H - 1}")
-        runs.append(evaluate(ids, y[:, :origin], y[:, origin : origin + H]))
+        runs.append(evaluate(ids, y[:, :origin], y[:, origin : origin + H], args.candidates))
     print(f"== mean over origins {', '.join(map(str, VALIDATION_ORIGINS))}")
     print(f"{'method':32s} {'MASE':>7s} {'RMSSE':>7s} {'|bias|':>8s}")
     for name in runs[0]:

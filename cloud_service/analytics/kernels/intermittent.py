@@ -209,14 +209,21 @@ def imapa_flat(y: F64, grid: F64, h: int) -> float:
 def tsb_flat(y: F64, grid: F64, h: int) -> float:
     """TSB with ``(alpha_d, alpha_p)`` from ``grid × grid``, chosen like :func:`imapa_flat`:
     the forecast after each period against the mean of the next ``h`` (squared error)."""
+    return tsb_flat_grids(y, grid, grid, h)
+
+
+@nb.njit(cache=True)
+def tsb_flat_grids(y: F64, grid_d: F64, grid_p: F64, h: int) -> float:
+    """:func:`tsb_flat` with separate grids for the size (``alpha_d``) and probability
+    (``alpha_p``) smoothing constants."""
     n = y.size
     if n == 0:
         return 0.0
     fm = future_means(y, h)
     best = math.inf
     best_f = 0.0
-    for ad in grid:
-        for ap in grid:
+    for ad in grid_d:
+        for ap in grid_p:
             p = 0.0
             z = 0.0
             seen = 0

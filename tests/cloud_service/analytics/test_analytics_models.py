@@ -114,6 +114,16 @@ def test_flat_intermittent_models_follow_demand_that_dies_out() -> None:
     assert AutoDemand().fit(y).rate < 0.6 * old_rate
 
 
+def test_tsb_flat_grids_is_tsb_flat_with_separate_grids() -> None:
+    y = np.r_[np.tile([0.0, 6.0], 15), np.zeros(12)]
+    g = ka.TSB_GRID
+    assert ki.tsb_flat_grids(y, g, g, 12) == ki.tsb_flat(y, g, 12)
+    # one point per grid is plain TSB with those constants
+    one_d, one_p = np.array([0.1]), np.array([0.3])
+    assert ki.tsb_flat_grids(y, one_d, one_p, 12) == pytest.approx(ki.tsb(y, 0.1, 0.3))
+    assert ki.tsb_flat_grids(np.zeros(0), g, g, 12) == 0.0
+
+
 def test_holt_follows_a_line() -> None:
     y = 5.0 + 3.0 * np.arange(30)
     np.testing.assert_allclose(Holt(0.5, 0.3).fit(y).predict(3), [95.0, 98.0, 101.0])
