@@ -34,7 +34,7 @@ SITE, GATEWAY, DATABASE = "demo-plant", "gw-01", "flightdeck"
 SIGNAL = "wh2.a113.level"
 
 
-def _edge_config(mqtt_port: int, modbus_port: int, spool_dir: Path) -> str:
+def _edge_config(mqtt_port: int, modbus_port: int, mes_port: int, spool_dir: Path) -> str:
     return f"""\
 site = "{SITE}"
 gateway = "{GATEWAY}"
@@ -66,6 +66,11 @@ id = "plc2"
 host = "127.0.0.1"
 port = {modbus_port}
 unit_id = 2
+
+[[sources]]
+type = "http"
+id = "mes"
+url = "http://127.0.0.1:{mes_port}/api/v1/counts?line=line3"
 
 [[signals]]
 id = "{SIGNAL}"
@@ -99,6 +104,29 @@ kind = "production_count"
 unit = "pcs"
 line = "line3"
 period_s = 1.0
+
+# the MES's good count per SKU: line3 makes A-113 and B-220 on one PLC counter
+[[signals]]
+id = "mes.line3.A-113.good"
+source = "mes"
+field = "/counts/0/good"
+kind = "production_count"
+unit = "pcs"
+line = "line3"
+sku = "A-113"
+location = "W2"
+period_s = 60.0
+
+[[signals]]
+id = "mes.line3.B-220.good"
+source = "mes"
+field = "/counts/1/good"
+kind = "production_count"
+unit = "pcs"
+line = "line3"
+sku = "B-220"
+location = "W2"
+period_s = 60.0
 
 [[signals]]
 id = "line3.temperature"
@@ -199,7 +227,7 @@ def _run(workdir: Path, duration_s: float | None, stop: threading.Event, log: IO
     with LocalStack(workdir / "stack") as stack:
         modbus_port, mes_port, opcua_port = free_ports(3)
         edge_cfg = workdir / "edge.toml"
-        edge_cfg.write_text(_edge_config(stack.mqtt_port, modbus_port, workdir / "spool"))
+        edge_cfg.write_text(_edge_config(stack.mqtt_port, modbus_port, mes_port, workdir / "spool"))
         api_port = free_ports(1)[0]
         cloud_cfg = workdir / "cloud.toml"
         cloud_cfg.write_text(_cloud_config(stack.mqtt_port, stack.influx_url, workdir, api_port))

@@ -2,9 +2,10 @@
 
 What the cloud needs to compare the plant with its plan (docs/plans.md): per SKU its lead time
 and safety stock (``[[skus]]``); per line and day its target over the day's scheduled hours
-(``[[production]]``; the SKU named when the line makes only one, since a line's counter counts
-all its output); per SKU and day the planned demand (``[[demand]]``). The demo imports it with
-``cloud-service plans import``; the tests build their ``PlanBook`` from it.
+(``[[production]]``, one per SKU the line is to make that day: a counter of the whole line is
+compared with their sum, a count per SKU, such as the MES's, with its own); per SKU and day
+the planned demand (``[[demand]]``). The demo imports it with ``cloud-service plans import``;
+the tests build their ``PlanBook`` from it.
 """
 
 from __future__ import annotations
@@ -39,24 +40,16 @@ def world_plan_toml(world: World, days: int) -> str:
     first = day_start(world.start_ms)
     for d in range(days):
         day = first + d * DAY_MS
-        per_line: dict[str, float] = {}
-        made: dict[str, set[str]] = {}
         for line_id, sku, target in world.plan.production_targets(day):
-            per_line[line_id] = per_line.get(line_id, 0.0) + float(target)
-            made.setdefault(line_id, set()).add(sku)
-        for line_id, total in per_line.items():
             spans = world.lines[line_id].shifts.intervals(day, day + DAY_MS)
-            if total <= 0 or not spans:
+            if target <= 0 or not spans:
                 continue
             out += [
                 "[[production]]", f"site = {site}", f"line = {_quote(line_id)}",
-                f"start_ms = {max(spans[0][0], day)}",
+                f"sku = {_quote(sku)}", f"start_ms = {max(spans[0][0], day)}",
                 f"end_ms = {min(spans[-1][1], day + DAY_MS)}",
-                f"quantity = {total!r}", 'period = "day"',
+                f"quantity = {float(target)!r}", 'period = "day"', "",
             ]  # fmt: skip
-            if len(made[line_id]) == 1:
-                out.append(f"sku = {_quote(next(iter(made[line_id])))}")
-            out.append("")
         for wh, sku, planned in world.plan.demand_plan(day):
             out += [
                 "[[demand]]", f"site = {site}", f"sku = {_quote(sku)}",

@@ -256,7 +256,6 @@ class LiveAnalytics:
             if (out := self._production_figures(self.index.infos[sid], trail, now_ms)) is not None
         ]
         totals, p.production = line_totals(counted, now_ms)
-        p.production.extend(t.figures for t in totals)
         self.stock_figures, self.consumption_figures = p.stock, p.consumption
         self.production_figures = p.production
         self.depletion_results, self.demand_results = p.depletion, p.demand
@@ -287,7 +286,7 @@ class LiveAnalytics:
         ts, total = self._counter[counter_sid].hourly.series()
         if ts.size < 2 or info.spec is None or info.spec.line is None:
             return None
-        planned = planned_output(self.plans, info.site, info.spec.line, now_ms)
+        planned = planned_output(self.plans, info.site, info.spec.line, now_ms, info.spec.sku)
         return _Inflow(depletion.Production(ts, total), planned)
 
     def _stock_figures(  # noqa: PLR0917

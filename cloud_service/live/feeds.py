@@ -22,11 +22,16 @@ def single_product_lines(book: PlanBook) -> dict[tuple[str, str], str]:
     return {key: next(iter(s)) for key, s in skus.items() if len(s) == 1 and None not in s}  # type: ignore[misc]
 
 
-def planned_output(book: PlanBook, site: str, line: str, now_ms: int) -> list[PlannedOutput]:
-    """The line's targets from now on (the running one pro rata for what is left of it)."""
+def planned_output(
+    book: PlanBook, site: str, line: str, now_ms: int, sku: str | None = None
+) -> list[PlannedOutput]:
+    """The line's targets from now on (the running one pro rata for what is left of it);
+    with ``sku``, only that SKU's (a line counted per SKU)."""
     out = []
     for t in book.production:
         if t.site != site or t.line != line or t.end_ms <= now_ms:
+            continue
+        if sku is not None and t.sku != sku:
             continue
         start = max(t.start_ms, now_ms)
         qty = t.quantity * (t.end_ms - start) / (t.end_ms - t.start_ms)

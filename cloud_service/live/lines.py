@@ -5,8 +5,10 @@ counter per product), each counter has its own attainment, but those figures mis
 moment a line makes its products in sequence: in the morning the SKU planned for the
 afternoon stands "at 0 % of plan". The line's total is what a supervisor steers by, and the
 mix drift (how far the proportions made are from the proportions planned, 0 to 1) says
-whether the right products are being made. So the rules see the line (its total, with the
-mix drift); the per-SKU figures are still written back to InfluxDB for the dashboards.
+whether the right products are being made. So the rules see the line once, with its mix
+drift: through the line's own whole-line counter when it has one (a PLC's, more timely than
+an MES polled every minute), else as the sum of its SKU counts; the per-SKU figures are
+still written back to InfluxDB for the dashboards.
 
 The mix is compared so far into the period (made against planned so far), so it reads high
 while a sequenced line is still on its first products and settles by the period's end: a
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from cloud_service.alerts.inputs import ProductionFigures
 from cloud_service.analytics.plan import Adherence, PlanPeriod, mix_drift
@@ -57,8 +59,9 @@ def _ratio(a: float, b: float) -> float:
 def line_totals(
     outputs: Sequence[CounterOutput], now_ms: int
 ) -> tuple[list[LineTotal], list[ProductionFigures]]:
-    """The lines counted per SKU (two SKUs or more), summed; and the figures left for the
-    rules: every counter not part of such a line."""
+    """The lines counted per SKU (two SKUs or more), summed; and the rules' figures: one per
+    line counted per SKU (its own whole-line counter's if it has one, else the sum) with
+    the mix drift, and every other counter's as it is."""
     groups: dict[tuple[str, str], list[CounterOutput]] = {}
     for o in outputs:
         spec = o.info.spec
@@ -67,7 +70,17 @@ def line_totals(
     per_sku = {k: g for k, g in groups.items() if len({o.figures.sku for o in g}) >= 2}
     grouped = {id(o) for g in per_sku.values() for o in g}
     totals = [_total(site, line, g, now_ms) for (site, line), g in sorted(per_sku.items())]
-    rest = [o.figures for o in outputs if id(o) not in grouped]
+    drift = {(t.figures.site, t.figures.line): t for t in totals}
+    rest: list[ProductionFigures] = []
+    for o in outputs:
+        if id(o) in grouped:
+            continue
+        f = o.figures
+        total = drift.pop((f.site, f.line), None) if f.sku is None else None
+        # the line's own counter (a PLC's, the more timely) speaks for the line, with the
+        # mix drift of its per-SKU counts (an MES's) added
+        rest.append(f if total is None else replace(f, mix_drift=total.mix_drift))
+    rest.extend(t.figures for t in totals if (t.figures.site, t.figures.line) in drift)
     return totals, rest
 
 

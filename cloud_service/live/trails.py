@@ -80,13 +80,22 @@ class CounterTrail(BucketTrail):
 
 
 def hourly_decrease(ts_ms: I64, level: F64, made: F64 | None = None) -> tuple[I64, F64]:
-    """Consumption per hour from hourly levels: the fall between consecutive hours plus what
-    a line made into the stock meanwhile (``made``: its cumulative output at each level's
-    time). Where the level rose beyond known output (a receipt) the hour counts 0: an
-    underestimate stated in docs/live.md."""
+    """Consumption per hour from hourly levels, for sums over windows: the fall between
+    consecutive hours plus what a line made into the stock meanwhile (``made``: its
+    cumulative output at each level's time). Where the level rose beyond known output (a
+    receipt) the hour counts 0: an underestimate stated in docs/live.md.
+
+    Output reaches the stock in lots, after it is counted: the hour that counts a lot the
+    stock has not seen yet overstates consumption, the hour the lot lands understates it. So
+    an hour may be negative by as much as the output counted in it and the two hours before
+    (what can still have been on its way in); a sum over hours is then right once the lots
+    have landed. Only a rise beyond that is a receipt.
+    """
     if ts_ms.size < 2:
         return ts_ms[:0], level[:0]
     fall = level[:-1] - level[1:]
-    if made is not None:
-        fall = fall + np.diff(made)
-    return ts_ms[1:], np.maximum(fall, 0.0)
+    if made is None:
+        return ts_ms[1:], np.maximum(fall, 0.0)
+    inc = np.diff(made)
+    in_transit = np.convolve(inc, np.ones(3))[: inc.size]  # this hour's and the two before
+    return ts_ms[1:], np.maximum(fall + inc, -in_transit)

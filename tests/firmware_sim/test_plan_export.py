@@ -18,14 +18,18 @@ def test_default_scenario_plan_round_trips_into_a_plan_book() -> None:
     a113 = book.policy("demo-plant", "A-113", "W2")
     assert a113 is not None
     assert (a113.lead_time_h, a113.safety_stock) == (24.0, 400.0)
-    # line3 makes two SKUs on one counter: targets for all its output; line1 only E-500
+    # a target per line and SKU: line3 makes A-113 and B-220, line1 only E-500
     monday = [t for t in book.production if MONDAY <= t.start_ms < MONDAY + DAY_MS]
-    by_line = {t.line: t for t in monday}
-    assert by_line["line3"].sku is None
-    assert by_line["line3"].quantity == 1200 + 360
-    assert by_line["line1"].sku == "E-500"
-    assert by_line["line3"].start_ms == MONDAY + 6 * 3_600_000  # the first shift, 06:00
-    assert by_line["line3"].end_ms == MONDAY + 22 * 3_600_000
+    targets = {(t.line, t.sku): t for t in monday}
+    assert set(targets) == {("line3", "A-113"), ("line3", "B-220"), ("line1", "E-500")}
+    assert targets["line3", "A-113"].quantity == 1200
+    assert targets["line3", "B-220"].quantity == 360
+    a = targets["line3", "A-113"]
+    assert a.start_ms == MONDAY + 6 * 3_600_000  # the first shift, 06:00
+    assert a.end_ms == MONDAY + 22 * 3_600_000
+    # line3's own counter counts both: it is held to their sum
+    running = book.production_at("demo-plant", "line3", MONDAY + 7 * 3_600_000)
+    assert sum(t.quantity for t in running) == 1200 + 360
     saturday = MONDAY + 5 * DAY_MS
     assert book.production_at("demo-plant", "line3", saturday + 10 * 3_600_000) == []
     demand = book.demand_at("demo-plant", "A-113", MONDAY + 3_600_000, "W2")

@@ -3,7 +3,9 @@
 Runs ``firmware_sim``'s world (the same model behind its Modbus/OPC UA/MES servers) in
 simulated time, and hands its samples over in the contract's shapes, scaled the way the demo
 edge configuration scales them (load cells to pieces), so live analytics and alert rules can
-be run over days of plant in seconds.
+be run over days of plant in seconds. With ``mes_counts`` (the default) the MES's good count
+per line and SKU is polled every minute as well, as an edge polling ``/api/v1/counts`` would
+announce it (``mes_count_specs``): a line that makes several SKUs is then counted per SKU.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from firmware_sim.core.world import World
 from firmware_sim.plan_export import world_plan_toml
 from firmware_sim.scenario import default_scenario
 from firmware_sim.scenario.model import FaultKind, Scenario, SensorType
-from shared.messages import Birth, Reading, SignalKind, SignalSpec, TelemetryBatch
+from shared.messages import Birth, Quality, Reading, SignalKind, SignalSpec, TelemetryBatch
 
 START_MS = 1_767_744_000_000  # 2026-01-07 00:00 UTC, a Wednesday: every fault hits a workday
 HOUR_MS = 3_600_000
@@ -57,13 +59,39 @@ def signal_specs(scenario: Scenario) -> dict[str, SignalSpec]:
     return out
 
 
+MES_PERIOD_MS = 60_000
+
+
+def mes_count_specs(scenario: Scenario) -> list[SignalSpec]:
+    """The MES's good count per line and SKU (``GET /api/v1/counts?line=...``), as an edge
+    polling it announces them: one counter per SKU, for every line that makes several."""
+    return [
+        SignalSpec(
+            id=f"mes.{line.id}.{p.sku}.good",
+            kind=SignalKind.PRODUCTION_COUNT,
+            unit="pcs",
+            sku=p.sku,
+            location=line.warehouse,
+            line=line.id,
+            period_s=MES_PERIOD_MS / 1000,
+        )
+        for line in scenario.lines
+        if len(line.products) > 1
+        for p in line.products
+    ]
+
+
 def gateway_of(scenario: Scenario) -> dict[str, str]:
     devices = {name: d.gateway for d in scenario.mqtt_devices for name in d.signals}
     return {s.id: devices.get(s.id, scenario.gateway) for s in scenario.signals}
 
 
-def births(scenario: Scenario) -> list[Birth]:
+def births(scenario: Scenario, *, mes_counts: bool = True) -> list[Birth]:
     specs, where = signal_specs(scenario), gateway_of(scenario)
+    if mes_counts:
+        for spec in mes_count_specs(scenario):
+            specs[spec.id] = spec
+            where[spec.id] = scenario.gateway
     return [
         Birth(
             gateway=gw,
@@ -112,9 +140,11 @@ class SimFeed:
     scenario: Scenario
     seed: int = 1
     step_ms: int = 10 * 60_000
+    mes_counts: bool = True  # the MES's per-SKU good counts, polled every minute
     world: OrderingWorld = field(init=False)
     _samples: list[Sample] = field(default_factory=list)
     _seq: dict[str, int] = field(default_factory=dict)
+    _mes_next: int = START_MS
 
     def __post_init__(self) -> None:
         self.world = OrderingWorld(
@@ -133,13 +163,30 @@ class SimFeed:
             return (s.value - spec.offset) / sku.unit_weight_kg
         return s.value
 
+    def _poll_mes(self, until: int, out: list[Reading]) -> None:
+        """Every minute up to ``until``: advance the world there and read its per-SKU counts."""
+        t = self._mes_next
+        while t <= until:
+            self.world.advance_to(t)
+            for line in self.scenario.lines:
+                if len(line.products) > 1:
+                    counts = self.world.lines[line.id].good_by_sku
+                    out.extend(
+                        Reading(f"mes.{line.id}.{sku}.good", t, float(n), int(Quality.GOOD))
+                        for sku, n in counts.items()
+                    )
+            t += MES_PERIOD_MS
+        self._mes_next = t
+
     def run(self, hours: float) -> Iterator[tuple[int, list[TelemetryBatch]]]:
         end = START_MS + int(hours * HOUR_MS)
         t = START_MS
         while t < end:
             t += self.step_ms
-            self.world.advance_to(t)
             by_gw: dict[str, list[Reading]] = {}
+            if self.mes_counts:
+                self._poll_mes(t, by_gw.setdefault(self.scenario.gateway, []))
+            self.world.advance_to(t)
             for s in self._samples:
                 by_gw.setdefault(self._where[s.signal], []).append(
                     Reading(s.signal, s.ts, self._value(s), int(s.quality))

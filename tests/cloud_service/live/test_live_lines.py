@@ -118,3 +118,17 @@ def test_a_line_with_one_counter_or_one_sku_is_left_as_it_is() -> None:
     [fig] = one.production_figures
     assert fig.sku == "X"
     assert one.line_totals == []
+
+
+def test_a_line_with_its_own_counter_and_per_sku_counts_speaks_through_its_own() -> None:
+    """A PLC counter of the whole line and an MES's count per SKU: one figure for the line,
+    the PLC's (it is held to the sum of the targets), with the MES's mix drift."""
+    live = _live({"plc": ("L", None), "cx": ("L", "X"), "cy": ("L", "Y")}, {"X": 480.0, "Y": 240.0})
+    now = _run(live, {"plc": 1.0, "cx": 1.0, "cy": 0.0}, 240)  # the MES lags: PLC 240 made
+    live.refresh(now)
+    [line] = live.production_figures
+    assert (line.line, line.sku) == ("L", None)
+    assert line.produced == pytest.approx(240.0)  # the PLC's count
+    assert line.planned_so_far == pytest.approx(360.0)  # half of 480 + 240
+    assert line.mix_drift == pytest.approx(1 / 3)  # all X, where a third was to be Y
+    assert len(live.line_totals) == 1  # still written back as the MES's sum

@@ -10,7 +10,7 @@ working day. Every alert raised must be explained by the simulator's ground trut
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
@@ -25,6 +25,7 @@ from cloud_service.alerts.settings import AlertSettings
 from cloud_service.alerts.store import SqlAlertStore, create_sqlite_engine, create_tables
 from cloud_service.live.analytics import LiveAnalytics
 from cloud_service.live.monitor import Monitor
+from cloud_service.plans.model import PlanBook
 from firmware_sim.scenario.model import FaultKind
 
 Raised = tuple[float, str, str]  # (hours into the run, rule, subject)
@@ -33,17 +34,19 @@ Raised = tuple[float, str, str]  # (hours into the run, rule, subject)
 @dataclass(frozen=True)
 class TrueRisk:
     """The plant's truth when a stockout-risk alert is raised: the real stock, the SKU's true
-    mean demand (the scenario's), and when the next open order really lands."""
+    mean demand (the scenario's), when the next open order really lands, and what the plan
+    has the lines make of it until then."""
 
     stock: int
     mean_per_h: float
-    next_receipt_h: float  # hours from the alert; inf when nothing is on order
+    window_h: float  # to the next receipt; the lead time when nothing is on order
+    planned_output: float  # of this SKU, by the plan, within the window
 
     @property
     def expected_shortfall(self) -> float:
-        """True mean demand until the next receipt, less the stock: > 0 means that on the
-        scenario's own demand law the stock is expected to run out before it is refilled."""
-        return self.mean_per_h * self.next_receipt_h - self.stock
+        """True mean demand over the window less the stock and the planned output: > 0 means
+        that on the scenario's own demand law the stock runs out before it is refilled."""
+        return self.mean_per_h * self.window_h - self.stock - self.planned_output
 
 
 @dataclass
@@ -51,11 +54,21 @@ class Run:
     raised: list[Raised]
     ratios: dict[str, float]  # consumption / demand plan per SKU on a quiet Thursday
     truth: dict[Raised, TrueRisk]  # for every stockout-risk alert raised
+    mix_drift: dict[str, float | None]  # per line, on that Thursday
+    used: dict[str, float] = field(default_factory=dict)  # consumption seen that day
+    true_used: dict[str, float] = field(default_factory=dict)  # the plant's own demand
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Run:
-    return asyncio.run(_run(tmp_path_factory.mktemp("scenario") / "alerts.sqlite"))
+    """The plant as its PLCs show it: levels, load cells, a good-pieces counter per line."""
+    return asyncio.run(_run(tmp_path_factory.mktemp("scenario") / "alerts.sqlite", mes=False))
+
+
+@pytest.fixture(scope="module")
+def run_mes(tmp_path_factory: pytest.TempPathFactory) -> Run:
+    """The same plant with its MES's good counts per line and SKU polled too."""
+    return asyncio.run(_run(tmp_path_factory.mktemp("scenario") / "alerts.sqlite", mes=True))
 
 
 @pytest.fixture
@@ -63,24 +76,28 @@ def raised(run: Run) -> list[Raised]:
     return run.raised
 
 
-def _true_risk(feed: SimFeed, subject: str, now: int) -> TrueRisk:
+def _true_risk(feed: SimFeed, book: PlanBook, subject: str, now: int) -> TrueRisk:
     warehouse, sku = subject.split(":")
     point = feed.world.stock[(warehouse, sku)]
     due = [d for wh, s, d, _ in feed.world.orders_placed if (wh, s) == (warehouse, sku)]
     ahead = [d for d in due if d > now]
-    return TrueRisk(
-        stock=point.stock,
-        mean_per_h=point.spec.demand.mean_per_day / 24,
-        next_receipt_h=(min(ahead) - now) / HOUR_MS if ahead else float("inf"),
+    policy = book.policy(feed.scenario.site, sku, warehouse)
+    assert policy is not None
+    end = min(ahead) if ahead else now + int(policy.lead_time_h * HOUR_MS)
+    made = sum(
+        t.quantity * max(min(t.end_ms, end) - max(t.start_ms, now), 0) / (t.end_ms - t.start_ms)
+        for t in book.production
+        if t.sku == sku
     )
+    return TrueRisk(point.stock, point.spec.demand.mean_per_day / 24, (end - now) / HOUR_MS, made)
 
 
-async def _run(path: Path) -> Run:
+async def _run(path: Path, *, mes: bool) -> Run:
     scenario = scenario_with(FaultKind.FLATLINE, FaultKind.LINE_STOPPAGE, FaultKind.DEMAND_SURGE)
-    feed = SimFeed(scenario)
+    feed = SimFeed(scenario, mes_counts=mes)
     book = plan_book(feed.world, days=14)
     live = LiveAnalytics(plans=book)
-    for birth in births(scenario):
+    for birth in births(scenario, mes_counts=mes):
         live.on_birth(scenario.site, birth)
     engine = create_sqlite_engine(path, "NORMAL")
     await create_tables(engine)
@@ -88,26 +105,34 @@ async def _run(path: Path) -> Run:
     router = Router(settings, OutboxPolicy.from_settings(settings.outbox))
     service = await AlertService.open(SqlAlertStore(engine), router)
     monitor = Monitor(live, service, load_rules())
-    out: list[Raised] = []
-    ratios: dict[str, float] = {}
-    truth: dict[Raised, TrueRisk] = {}
+    result = Run([], {}, {}, {})
+    demanded: dict[str, int] = {}
     try:
         for now, batches in feed.run(260):
             for batch in batches:
                 live.on_batch(scenario.site, batch.gateway, batch, now_ms=now)
             # the ERP's open orders, synced every step (as a PUT /api/v1/plans would)
             live.set_plans(replace(book, receipts=feed.world.open_orders(scenario.site, now)))
+            if now == START_MS + 151 * HOUR_MS:
+                demanded = {sku: p.demanded for (_, sku), p in feed.world.stock.items()}
             if now == START_MS + 175 * HOUR_MS:  # a Thursday, no fault running
-                ratios = {f.sku: f.actual / f.planned for f in live.consumption_figures}
+                result.ratios = {f.sku: f.actual / f.planned for f in live.consumption_figures}
+                result.mix_drift = {f.line: f.mix_drift for f in live.production_figures}
+                result.used = {f.sku: f.actual for f in live.consumption_figures}
+                result.true_used = {
+                    f.sku: feed.world.stock[f.location or "", f.sku].demanded - demanded[f.sku]
+                    for f in live.consumption_figures
+                }
             for e in await monitor.step(now):
                 if e.kind is EventKind.RAISED:
                     key = e.alert.key
-                    out.append(((now - START_MS) / HOUR_MS, key.rule, key.subject))
+                    raised = ((now - START_MS) / HOUR_MS, key.rule, key.subject)
+                    result.raised.append(raised)
                     if key.rule == "stockout-risk":
-                        truth[out[-1]] = _true_risk(feed, key.subject, now)
+                        result.truth[raised] = _true_risk(feed, book, key.subject, now)
     finally:
         await engine.dispose()
-    return Run(out, ratios, truth)
+    return result
 
 
 def _one(raised: list[Raised], rule: str, subject: str) -> float:
@@ -175,3 +200,53 @@ def test_consumption_of_a_line_fed_stock_is_recovered_net_of_output(run: Run) ->
     """E-500 is refilled only by line1 (its single product): its level alone shows half its
     demand; with the line's counter netted in, consumption matches the demand plan."""
     assert 0.8 < run.ratios["E-500"] < 1.3
+
+
+# -- the same plant with its MES's per-SKU counts -----------------------------------------------
+
+
+def test_with_per_sku_counts_the_surge_raises_a_demand_alert_and_an_earlier_warning(
+    run_mes: Run,
+) -> None:
+    """line3 refills A-113 and B-220 from one PLC counter; with the MES's count per SKU their
+    consumption is recovered net of output, so the surge itself is seen (demand-surge, 6 h in)
+    and the stockout warned half a day ahead instead of one hour."""
+    raised = run_mes.raised
+    assert 200.0 < _one(raised, "demand-surge", "W2:A-113") <= 212.0
+    assert 200.0 < _one(raised, "stockout-risk", "W2:A-113") <= 225.4 - 10.0
+    assert 30.0 < _one(raised, "sensor-stuck", "wh2.a113.level") <= 30.5
+    # the line's PLC counter speaks for line3, its MES counts only add the mix: one alert
+    assert 150.0 < _one(raised, "production-behind-plan", "line3") <= 151.5
+    drift = run_mes.mix_drift["line3"]
+    assert drift is not None
+    assert 0.0 <= drift <= 1.0
+
+
+def test_with_per_sku_counts_consumption_matches_the_plants_own(run: Run, run_mes: Run) -> None:
+    """On a quiet Thursday A-113 truly sold 1.74 times its plan: the levels alone (the line's
+    output unknown) see 0.77; netted with the MES's count per SKU, the truth, give or take
+    one lot: pieces counted but still waiting on the line for their lot (of 60) to fill."""
+    for sku in ("A-113", "B-220", "E-500"):
+        assert run_mes.used[sku] == pytest.approx(run_mes.true_used[sku], abs=60), sku
+    assert run.used["A-113"] < 0.6 * run.true_used["A-113"]
+
+
+def test_with_per_sku_counts_every_other_alert_is_a_risk_the_plant_bore_out(
+    run_mes: Run,
+) -> None:
+    """More is seen, so more is warned: B-220 at 73 h (its erratic demand had just emptied
+    it at 64 h, with 360 left against 387 expected before its order lands) and C-310 as in
+    the PLC-only plant. Nothing on noise, receipts or the line's shift pattern."""
+    faults = {
+        ("sensor-stuck", "wh2.a113.level"),
+        ("production-behind-plan", "line3"),
+        ("stockout-risk", "W2:A-113"),
+        ("demand-surge", "W2:A-113"),
+    }
+    others = [r for r in run_mes.raised if r[1:] not in faults]
+    assert {r[1:] for r in others} == {
+        ("stockout-risk", "W2:B-220"),
+        ("stockout-risk", "W1:C-310"),
+    }
+    for r in others:
+        assert run_mes.truth[r].expected_shortfall > 0, r
