@@ -1,9 +1,9 @@
-"""Helpers for the end-to-end alert delivery tests (``test_alert_delivery_e2e.py``).
+"""Helpers for the end-to-end alert delivery tests (``test_alert_*_e2e.py``).
 
 What the plant sees on its ``alerts`` channel, a real HTTP webhook receiver on a port chosen in
 advance (so a test can point the service at it before it listens), the edge agent run in
 process, the cloud service run as a ``cloud-service run`` child process, and small readers of
-the service's SQLite outbox.
+the service's SQLite outbox; and the whole cloud service run in the test's event loop.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import closing, contextmanager
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager, closing, contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -26,13 +26,19 @@ from typing import Any
 
 import msgspec
 import paho.mqtt.client as mqtt
+from ingest_support import Publisher, batch, birth, now_ms, until
 
+from cloud_service.alerts.records import AlertRecord
+from cloud_service.app import CloudApp, build_app
+from cloud_service.live.runtime import LiveRuntime
+from cloud_service.settings import CloudSettings
 from edge_agent.agent import Agent
 from edge_agent.config import config_from_mapping
 from edge_agent.runner import run_agent
 from firmware_sim.stack import MosquittoServer
-from shared.messages import Alert
-from shared.topics import TopicScheme
+from shared.codec import encode
+from shared.messages import Alert, GatewayState, State
+from shared.topics import Channel, TopicScheme
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -315,3 +321,49 @@ class AgentRun:
         if self.task is not None:
             await asyncio.wait_for(self.task, 30)
             self.task = None
+
+
+# -- the cloud service in process ------------------------------------------------------------
+
+
+@asynccontextmanager
+async def running(settings: CloudSettings) -> AsyncIterator[CloudApp]:
+    """The whole cloud service in this event loop, until the block ends."""
+    app = build_app(settings)
+    stop = asyncio.Event()
+    task = asyncio.create_task(app.run(stop))
+    try:
+        await app.ingest.wait_connected(30)
+        await until(lambda: app.runtime is not None and app.runtime.api is not None, 30, "the API")
+        yield app
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 60)
+
+
+def runtime_of(app: CloudApp) -> LiveRuntime:
+    runtime = app.runtime
+    assert runtime is not None
+    assert runtime.service is not None
+    assert runtime.api is not None
+    return runtime
+
+
+def open_alert(app: CloudApp, rule: str, site: str) -> AlertRecord | None:
+    service = runtime_of(app).service
+    assert service is not None
+    return next(
+        (a for a in service.open_alerts() if a.key.rule == rule and a.key.site == site), None
+    )
+
+
+def raise_gateway_offline(pub: Publisher) -> None:
+    """A gateway announces itself, sends data, then its retained state says offline."""
+    pub.publish(birth(pub.site, pub.gateway, ["s"], period_s=1.0), pub.topic(Channel.BIRTH),
+                retain=True)  # fmt: skip
+    pub.publish(batch(pub.gateway, 1, 10, t0=now_ms() - 5_000))
+
+
+def publish_offline(pub: Publisher) -> None:
+    offline = State(state=GatewayState.OFFLINE, boot="b1", ts=now_ms())
+    pub.publish(encode(offline), pub.topic(Channel.STATE), retain=True).wait_for_publish(5)

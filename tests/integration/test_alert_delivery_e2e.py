@@ -19,8 +19,7 @@ import json
 import signal
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +34,13 @@ from alert_e2e_support import (
     OutboxRow,
     WebhookReceiver,
     event_rows,
+    open_alert,
     outbox_rows,
+    publish_offline,
+    raise_gateway_offline,
     retained_alert,
+    running,
+    runtime_of,
     to_toml,
 )
 from ingest_support import (
@@ -49,66 +53,19 @@ from ingest_support import (
     until,
 )
 
-from cloud_service.alerts.records import AlertRecord
 from cloud_service.alerts.webhooks import Verifier, new_secret
 from cloud_service.api.keys import SqlApiKeyStore
-from cloud_service.app import CloudApp, build_app
-from cloud_service.live.runtime import LiveRuntime
-from cloud_service.settings import CloudSettings
+from cloud_service.app import CloudApp
 from edge_agent.status_server import http_request
 from firmware_sim.stack import InfluxServer, MosquittoServer
 from firmware_sim.stack.ports import free_port
-from shared.codec import encode
-from shared.messages import AlertAck, AlertState, GatewayState, State
+from shared.messages import AlertAck, AlertState
 from shared.topics import Channel, TopicScheme
 from tests.edge_agent.support import CountingDevice, agent_config
 
 pytestmark = pytest.mark.integration
 
 SCHEME = TopicScheme()
-
-
-@asynccontextmanager
-async def running(settings: CloudSettings) -> AsyncIterator[CloudApp]:
-    """The whole cloud service in this event loop, until the block ends."""
-    app = build_app(settings)
-    stop = asyncio.Event()
-    task = asyncio.create_task(app.run(stop))
-    try:
-        await app.ingest.wait_connected(30)
-        await until(lambda: app.runtime is not None and app.runtime.api is not None, 30, "the API")
-        yield app
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 60)
-
-
-def runtime_of(app: CloudApp) -> LiveRuntime:
-    runtime = app.runtime
-    assert runtime is not None
-    assert runtime.service is not None
-    assert runtime.api is not None
-    return runtime
-
-
-def open_alert(app: CloudApp, rule: str, site: str) -> AlertRecord | None:
-    service = runtime_of(app).service
-    assert service is not None
-    return next(
-        (a for a in service.open_alerts() if a.key.rule == rule and a.key.site == site), None
-    )
-
-
-def raise_gateway_offline(pub: Publisher) -> None:
-    """A gateway announces itself, sends data, then its retained state says offline."""
-    pub.publish(birth(pub.site, pub.gateway, ["s"], period_s=1.0), pub.topic(Channel.BIRTH),
-                retain=True)  # fmt: skip
-    pub.publish(batch(pub.gateway, 1, 10, t0=now_ms() - 5_000))
-
-
-def publish_offline(pub: Publisher) -> None:
-    offline = State(state=GatewayState.OFFLINE, boot="b1", ts=now_ms())
-    pub.publish(encode(offline), pub.topic(Channel.STATE), retain=True).wait_for_publish(5)
 
 
 async def offline_alert(cloud: CloudApp, pub: Publisher) -> str:

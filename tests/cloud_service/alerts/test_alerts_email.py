@@ -2,16 +2,10 @@
 
 from __future__ import annotations
 
-import email
-import email.policy
 from collections.abc import Iterator
-from email.message import EmailMessage
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP as SMTPServer
-from aiosmtpd.smtp import Envelope, Session
 from alerts_support import condition
 
 from cloud_service.alerts.email import SmtpSink
@@ -21,43 +15,15 @@ from cloud_service.alerts.outbox import OutboxPolicy
 from cloud_service.alerts.routing import Router
 from cloud_service.alerts.settings import AlertSettings, EmailRecipient, EmailSettings
 from firmware_sim.stack.ports import free_port
+from tests.cloud_service.alerts.smtp_support import Inbox, smtp_inbox
 
 NOW = 1_790_000_000_000
 
 
-class Inbox:
-    def __init__(self) -> None:
-        self.messages: list[tuple[Envelope, EmailMessage]] = []
-
-    async def handle_RCPT(
-        self, server: SMTPServer, session: Session, envelope: Envelope, address: str,
-        options: list[str],
-    ) -> str:  # fmt: skip
-        if address.startswith("nobody@"):
-            return "550 no such user"
-        if address.startswith("busy@"):
-            return "451 try again later"
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server: SMTPServer, session: Session, envelope: Envelope) -> str:
-        content = envelope.content if isinstance(envelope.content, bytes) else b""
-        msg = email.message_from_bytes(content, policy=email.policy.default)
-        assert isinstance(msg, EmailMessage)
-        self.messages.append((envelope, msg))
-        return "250 Message accepted"
-
-
 @pytest.fixture
 def smtp() -> Iterator[tuple[Inbox, int]]:
-    inbox = Inbox()
-    port = free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield inbox, port
-    finally:
-        controller.stop()
+    with smtp_inbox() as running:
+        yield running
 
 
 def settings(port: int, *addresses: str) -> AlertSettings:
