@@ -41,9 +41,9 @@ from cloud_service.analytics.plan import (
     DemandVsPlan,
     PlanPeriod,
     adherence,
-    demand_vs_plan,
 )
 from cloud_service.ingest.health import GatewayView
+from cloud_service.live.consumption import consumption_against_plan
 from cloud_service.live.feeds import planned_output, single_product_lines
 from cloud_service.live.lines import CounterOutput, LineTotal, line_totals
 from cloud_service.live.series import SeriesIndex, SeriesInfo
@@ -54,7 +54,6 @@ from cloud_service.live.trails import (
     MINUTE_MS,
     BucketTrail,
     CounterTrail,
-    hourly_decrease,
 )
 from cloud_service.plans.model import PlanBook, SkuPolicy
 from shared.messages import Birth, Quality, SignalKind, TelemetryBatch
@@ -66,7 +65,6 @@ _OWNED_ELSEWHERE = frozenset({Reason.FLATLINE, Reason.NO_DATA, Reason.COUNTER_ST
 _GOOD = (int(Quality.GOOD), int(Quality.UNCERTAIN))
 #: Without rules to say otherwise: silent for two expected periods is worth a look.
 DEFAULT_SILENCE: tuple[tuple[float, float], ...] = ((0.0, 2.0),)
-DAY_MS = 24 * HOUR_MS
 #: Kinds with a history of their own: stock levels (forecasts, consumption) and production
 #: counters (attainment, netting). A consumption signal has no figure of its own yet.
 _TRAILED = frozenset({SignalKind.STOCK_LEVEL, SignalKind.PRODUCTION_COUNT})
@@ -277,9 +275,13 @@ class LiveAnalytics:
         figures = self._stock_figures(info, policy, ts, level, now_ms, inflow, p)
         if figures is not None:
             p.stock.append(figures)
-        used = self._consumption_figures(info, policy, ts, level, now_ms, inflow, p)
+        used = consumption_against_plan(
+            info, policy, ts, level, inflow.production if inflow else None, self.plans, now_ms,
+            self.settings,
+        )  # fmt: skip
         if used is not None:
-            p.consumption.append(used)
+            p.consumption.append(used[0])
+            p.demand.append((info, used[1]))
 
     def _inflow(self, counter_sid: int, now_ms: int) -> _Inflow | None:
         info = self.index.infos[counter_sid]
@@ -341,62 +343,6 @@ class LiveAnalytics:
             stockout_p90_h=h["stockout_p90_h"], lead_time_h=lead,
             reorder_in_h=h["reorder_in_h"] if policy else None,
             reorder_qty=result.reorder_qty if policy else None,
-        )  # fmt: skip
-
-    def _consumption_figures(  # noqa: PLR0917
-        self,
-        info: SeriesInfo,
-        policy: SkuPolicy | None,
-        ts: I64,
-        level: F64,
-        now_ms: int,
-        inflow: _Inflow | None,
-        p: _Pass,
-    ) -> ConsumptionFigures | None:
-        """Consumption over the last window against the demand plan, and how unusual the
-        excess is: in standard deviations of the same window's excess on past days."""
-        spec, sku = info.spec, info.spec.sku if info.spec else None
-        assert spec is not None
-        assert sku is not None
-        window = int(self.settings.consumption_window_h * HOUR_MS)
-        plans = self.plans
-
-        def planned(end: int) -> float:
-            return plans.demand_between(info.site, sku, end - window, end, spec.location)
-
-        planned_now = planned(now_ms)
-        if planned_now <= 0:
-            return None
-        made = None
-        if inflow is not None:  # the line's output between the level readings, netted in
-            prod = inflow.production
-            made = np.interp(ts, prod.ts_ms, np.cumsum(prod.increments()))
-        hours, used = hourly_decrease(ts, level, made)
-        if hours.size == 0 or hours[0] > now_ms - window:
-            return None  # not a full window of history yet
-
-        # consumption in (end - window, end] for now and the same window on past days, from
-        # one cumulative sum (a refresh visits every stock signal of the fleet)
-        ends = now_ms - DAY_MS * np.arange(self.settings.baseline_days + 1, dtype=np.int64)
-        ends = ends[(ends == now_ms) | (ends - window >= hours[0])]
-        cum = np.concatenate(([0.0], np.cumsum(used)))
-        hi = np.searchsorted(hours, ends, side="right")
-        lo = np.searchsorted(hours, ends - window, side="right")
-        actual = cum[hi] - cum[lo]
-        used_now = float(actual[0])
-        excess_now = used_now - planned_now
-        past = [float(a) - planned(int(e)) for a, e in zip(actual[1:], ends[1:], strict=True)]
-        sigma = None
-        if len(past) >= self.settings.min_baseline_days:
-            sd = float(np.std(past, ddof=1))
-            sigma = excess_now / max(sd, 1.0)
-        safety = policy.safety_stock if policy else 0.0
-        p.demand.append((info, demand_vs_plan(used_now, planned_now, safety)))
-        return ConsumptionFigures(
-            site=info.site, sku=sku, actual=used_now, planned=planned_now,
-            location=spec.location, gateway=info.gateway, unit=spec.unit or "units",
-            buffer_used=max(excess_now, 0.0) / safety if safety > 0 else None,
-            excess_sigma=sigma,
         )  # fmt: skip
 
     def _production_figures(
