@@ -70,17 +70,17 @@ def line_totals(
     per_sku = {k: g for k, g in groups.items() if len({o.figures.sku for o in g}) >= 2}
     grouped = {id(o) for g in per_sku.values() for o in g}
     totals = [_total(site, line, g, now_ms) for (site, line), g in sorted(per_sku.items())]
-    drift = {(t.figures.site, t.figures.line): t for t in totals}
+    unclaimed = {(t.figures.site, t.figures.line): t for t in totals}  # no own counter yet
     rest: list[ProductionFigures] = []
     for o in outputs:
         if id(o) in grouped:
             continue
         f = o.figures
-        total = drift.pop((f.site, f.line), None) if f.sku is None else None
+        total = unclaimed.pop((f.site, f.line), None) if f.sku is None else None
         # the line's own counter (a PLC's, the more timely) speaks for the line, with the
         # mix drift of its per-SKU counts (an MES's) added
         rest.append(f if total is None else replace(f, mix_drift=total.mix_drift))
-    rest.extend(t.figures for t in totals if (t.figures.site, t.figures.line) in drift)
+    rest.extend(t.figures for t in unclaimed.values())
     return totals, rest
 
 
