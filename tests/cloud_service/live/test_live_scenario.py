@@ -4,7 +4,9 @@ analytics, the default rules and the alert lifecycle (a real SQLite alert store)
 Eleven days of plant in simulated time (``sim_feed``): the faults are the scenario's own
 (``flatline`` of wh2.a113.level at 30 h for 3 h, ``line_stoppage`` of line3 at 150 h for 5 h,
 ``demand_surge`` of A-113 at 200 h for 48 h); the run starts on a Wednesday so each hits a
-working day. Every alert raised must be explained by the simulator's ground truth.
+working day. The plant runs twice: as its PLCs show it, and with its MES's good counts per
+line and SKU polled too. Each fault must raise its alert once, and every other alert must be
+a risk the simulator's ground truth bears out.
 """
 
 from __future__ import annotations
