@@ -195,7 +195,7 @@ def _signal(rule_type: RuleType, f: SignalFigures, now: int) -> Candidate:
             action = f"Check {label}: a frozen reading hides real changes"
         elif rule_type == RuleType.NO_DATA:
             title = f"No data from {label} for {minutes(silent)}"
-            message = f"Last reading at {clock(f.last_seen_ms)}"
+            message = f"Last good reading at {clock(f.last_seen_ms)}"
             if f.period_s:
                 message += f"; expected every {f.period_s:g} s"
             action = f"Check {label} and its connection to gateway {f.gateway}"

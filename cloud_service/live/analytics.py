@@ -155,7 +155,9 @@ class LiveAnalytics:
             if self._received.size < len(self.index):
                 grow = max(len(self.index), 2 * self._received.size) - self._received.size
                 self._received = np.r_[self._received, np.zeros(grow, dtype=np.int64)]
-            self._received[ids] = now_ms
+            # a reading without a good value (COMM_FAILURE, BAD) is no data: a sensor that
+            # reports only failures is as silent as one that stopped (the no-data rule's)
+            self._received[ids[np.isfinite(values)]] = now_ms
         self.points += len(readings)
         infos = self.index.infos
         for sid, t, v in zip(ids.tolist(), ts.tolist(), values.tolist(), strict=True):

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from cloud_service.alerts.rules import load_rules, parse_rules
+from cloud_service.alerts.rules import evaluate, load_rules, parse_rules
 from cloud_service.live.analytics import LiveAnalytics
 from cloud_service.live.history import engine_window_h
 from cloud_service.live.monitor import silence_bounds
 from cloud_service.live.settings import LiveSettings
 from cloud_service.plans.model import PlanBook, SkuPolicy
-from shared.messages import Birth, Reading, SignalKind, SignalSpec, TelemetryBatch
+from shared.messages import Birth, Quality, Reading, SignalKind, SignalSpec, TelemetryBatch
 
 T0 = 1_767_744_000_000
 
@@ -64,6 +64,31 @@ def test_an_ingest_lag_of_seconds_puts_no_signal_through_the_rules() -> None:
     later = live.inputs(T0 + 700_000, silence=bounds)
     assert [f.signal for f in later.signals] == ["x0"]
     assert later.signals[0].last_seen_ms == T0 + 29_000  # its receive time
+
+
+def test_a_sensor_reporting_only_failures_is_no_data() -> None:
+    """A source that fails sends COMM_FAILURE readings without a value: the signal is not
+    silent on the wire, but it says nothing; the no-data rule must see it."""
+    live = _fleet(2)
+    for k in range(60):  # a minute of good data from both
+        _feed(live, ["x0", "x1"], T0 + k * 1000, T0 + k * 1000)
+    for k in range(60, 15 * 60):  # then x0's source fails for 14 min; x1 stays good
+        t = T0 + k * 1000
+        failed = TelemetryBatch(
+            gateway="g",
+            boot="b",
+            seq=k,
+            readings=[Reading("x0", t, None, int(Quality.COMM_FAILURE))],
+        )
+        live.on_batch("s", "g", failed, now_ms=t)
+        _feed(live, ["x1"], t, t)
+    now = T0 + 15 * 60_000
+    inputs = live.inputs(now, silence=silence_bounds(load_rules()))
+    assert [f.signal for f in inputs.signals] == ["x0"]
+    assert inputs.signals[0].last_seen_ms == T0 + 59_000  # its last good reading
+    states = [s for s in evaluate(load_rules(), inputs) if s.raise_met]
+    assert [(s.key.rule, s.key.subject) for s in states] == [("no-data", "x0")]
+    assert "Last good reading at" in states[0].message
 
 
 def test_tracked_subjects_stay_in_the_inputs() -> None:
