@@ -34,6 +34,11 @@ offline bench's ``P50`` rule (the same condition as ``stockout-risk``: the media
 within the lead time) is printed too (``--offline``, 10 s); its plant starts on 2026-01-01,
 not 2026-01-07, with the random faults, so its stockouts are not the same ones.
 
+The plan rules are set against the truth's plan deviations (beyond the scenario's own
+tolerances: a line's day 10 % short of a SKU's target, a SKU's week of demand 25 % over its
+plan): how many ``production-behind-plan`` / ``demand-surge`` episodes overlap one, and how
+many deviations an episode overlapped. Coarse (a day, a week), but the truth's own measure.
+
 Two runs in one invocation, the second the baseline of the first: the plant as its PLCs
 alone show it (``mes_counts=False``), and with the MES's per-SKU good counts of line3 (which
 makes A-113 and B-220). Every other rule's episodes are counted too, so alert volume is seen.
@@ -95,6 +100,10 @@ class LiveRun:
     line_fed: set[str]  # SKUs refilled by a line only (no supplier orders)
     end_ms: int
     wall_s: float
+    #: the truth's plan deviations beyond the scenario's tolerance, as (subject, start, end):
+    #: a line's day with a SKU short of its target; a SKU's demand bucket above its plan
+    short_days: list[tuple[str, int, int]] = field(default_factory=list)
+    surge_weeks: list[tuple[str, int, int]] = field(default_factory=list)
 
 
 async def simulate(days: int, seed: int, *, mes: bool, path: Path) -> LiveRun:
@@ -142,7 +151,14 @@ async def simulate(days: int, seed: int, *, mes: bool, path: Path) -> LiveRun:
         lead_h[f"{k.warehouse}:{k.sku}"] = policy.lead_time_h if policy else 0.0
         if k.replenishment.policy is ReplenishPolicy.NONE:
             line_fed.add(f"{k.warehouse}:{k.sku}")
-    return LiveRun(done, stockouts, lead_h, line_fed, now, time.perf_counter() - t0)
+    run = LiveRun(done, stockouts, lead_h, line_fed, now, time.perf_counter() - t0)
+    for rec in feed.world.truth.of_type("plan_deviation"):
+        span = (int(rec["start_ms"]), int(rec["end_ms"]))
+        if rec["scope"] == "production" and float(rec["deviation"]) < 0:
+            run.short_days.append((str(rec["line"]), *span))
+        elif rec["scope"] == "demand" and float(rec["deviation"]) > 0:
+            run.surge_weeks.append((f"{rec['warehouse']}:{rec['sku']}", *span))
+    return run
 
 
 @dataclass
@@ -244,6 +260,22 @@ def report(title: str, run: LiveRun, warmup_days: float, merge_h: float) -> None
         print(f"    {rule:24s} {sum(subjects.values()):5d}  ({top}{more})")
     if not others:
         print("    none")
+    plan_rules = (
+        ("production-behind-plan", run.short_days, "line-days short of plan by > tolerance"),
+        ("demand-surge", run.surge_weeks, "SKU demand buckets above plan by > tolerance"),
+    )
+    print("  plan rules against the truth's plan deviations (episodes after the warm-up):")
+    for rule, truth, what in plan_rules:
+        spans = [(subj, st, run.end_ms if e is None else e)
+               for (r, subj), ep in run.episodes.items() if r == rule
+               for st, e in ep if st >= first]  # fmt: skip
+        hit = sum(any(t == subj and a <= e and st <= b for t, a, b in truth)
+                  for subj, st, e in spans)  # fmt: skip
+        later = [(t, a, b) for t, a, b in truth if a >= first]
+        seen = sum(any(subj == t and st <= b and a <= e for subj, st, e in spans)
+                   for t, a, b in later)  # fmt: skip
+        print(f"    {rule:24s} {hit}/{len(spans)} episodes overlap a deviation; "
+              f"{seen}/{len(later)} {what} overlap an episode")  # fmt: skip
 
 
 def offline_p50(days: int, seed: int, warmup_days: float) -> None:
