@@ -44,7 +44,7 @@ alone show it (``mes_counts=False``), and with the MES's per-SKU good counts of 
 makes A-113 and B-220). Every other rule's episodes are counted too, so alert volume is seen.
 
     python bench/bench_live_ground_truth.py [--days 90] [--seed 1] [--warmup-days 7]
-        [--merge-hours 6] [--no-offline]
+        [--merge-hours 6] [--no-offline] [--rules FILE] [--plants both|plc|mes]
 """
 
 from __future__ import annotations
@@ -106,7 +106,9 @@ class LiveRun:
     surge_weeks: list[tuple[str, int, int]] = field(default_factory=list)
 
 
-async def simulate(days: int, seed: int, *, mes: bool, path: Path) -> LiveRun:
+async def simulate(
+    days: int, seed: int, *, mes: bool, path: Path, rules: Path | None = None
+) -> LiveRun:
     t0 = time.perf_counter()
     scenario = scenario_with(*FaultKind)
     feed = SimFeed(scenario, seed=seed, mes_counts=mes)
@@ -119,7 +121,7 @@ async def simulate(days: int, seed: int, *, mes: bool, path: Path) -> LiveRun:
     settings = AlertSettings()
     router = Router(settings, OutboxPolicy.from_settings(settings.outbox))
     service = await AlertService.open(SqlAlertStore(engine), router)
-    monitor = Monitor(live, service, load_rules())
+    monitor = Monitor(live, service, load_rules(rules) if rules else load_rules())
     since: dict[tuple[str, str], int] = {}
     done: dict[tuple[str, str], list[Episode]] = {}
     now = START_MS
@@ -306,6 +308,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup-days", type=float, default=7.0)
     ap.add_argument("--merge-hours", type=float, default=6.0)
     ap.add_argument("--offline", action=argparse.BooleanOptionalAction, default=True)
+    ap.add_argument("--rules", type=Path, help="a rules TOML file instead of the defaults")
+    ap.add_argument("--plants", choices=("both", "plc", "mes"), default="both")
     args = ap.parse_args(argv)
     print(
         f"firmware_sim default scenario, scheduled faults only, seed {args.seed}, {args.days} "
@@ -313,10 +317,11 @@ def main(argv: list[str] | None = None) -> int:
         f"{RISK} scored after a {args.warmup_days:g}-day warm-up"
     )
     runs = [("PLCs only (mes_counts=False)", False), ("PLCs + MES per-SKU counts", True)]
+    runs = [r for r in runs if args.plants == "both" or r[1] == (args.plants == "mes")]
     with tempfile.TemporaryDirectory() as tmp:
         for i, (title, mes) in enumerate(runs):
             path = Path(tmp) / f"alerts{i}.sqlite"
-            run = asyncio.run(simulate(args.days, args.seed, mes=mes, path=path))
+            run = asyncio.run(simulate(args.days, args.seed, mes=mes, path=path, rules=args.rules))
             report(title, run, args.warmup_days, args.merge_hours)
     if args.offline:
         offline_p50(args.days, args.seed, args.warmup_days)
