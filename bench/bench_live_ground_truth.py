@@ -39,7 +39,7 @@ tolerances: a line's day 10 % short of a SKU's target, a SKU's week of demand 25
 plan): how many ``production-behind-plan`` / ``demand-surge`` episodes overlap one, and how
 many deviations an episode overlapped. Coarse (a day, a week), but the truth's own measure.
 
-Two runs in one invocation, the second the baseline of the first: the plant as its PLCs
+Two runs in one invocation, the first the baseline of the second: the plant as its PLCs
 alone show it (``mes_counts=False``), and with the MES's per-SKU good counts of line3 (which
 makes A-113 and B-220). Every other rule's episodes are counted too, so alert volume is seen.
 

@@ -105,7 +105,8 @@ unit = "pcs"
 line = "line3"
 period_s = 1.0
 
-# the MES's good count per SKU: line3 makes A-113 and B-220 on one PLC counter
+# the MES's good count per SKU: line3 makes A-113 and B-220 on one PLC counter. The MES lists
+# a line's products in the scenario's order: A-113 first (a JSON Pointer selects by position)
 [[signals]]
 id = "mes.line3.A-113.good"
 source = "mes"

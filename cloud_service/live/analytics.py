@@ -45,7 +45,7 @@ from cloud_service.analytics.plan import (
 from cloud_service.ingest.health import GatewayView
 from cloud_service.live.consumption import consumption_against_plan
 from cloud_service.live.feeds import planned_output, single_product_lines
-from cloud_service.live.lines import CounterOutput, LineTotal, line_totals
+from cloud_service.live.lines import CounterOutput, LineTotal, finite_or_none, line_totals
 from cloud_service.live.series import SeriesIndex, SeriesInfo
 from cloud_service.live.settings import LiveSettings
 from cloud_service.live.signal_state import FlatRuns, RecentAnomalies
@@ -233,15 +233,7 @@ class LiveAnalytics:
         """
         started = time.perf_counter()
         if self._pass is None:
-            lines = single_product_lines(self.plans)
-            feeders: dict[tuple[str, str], list[int]] = {}
-            for sid in self._counter:
-                spec = self.index.infos[sid].spec
-                site = self.index.infos[sid].site
-                fed = spec.sku or lines.get((site, spec.line or "")) if spec else None
-                if fed is not None:
-                    feeders.setdefault((site, fed), []).append(sid)
-            self._pass = _Pass(list(self._stock), feeders)
+            self._pass = _Pass(list(self._stock), self._feeders())
         p = self._pass
         while p.pos < len(p.sids):
             sid = p.sids[p.pos]
@@ -263,6 +255,24 @@ class LiveAnalytics:
         self.line_totals = totals
         self._pass = None
         return True
+
+    def _feeders(self) -> dict[tuple[str, str], list[int]]:
+        """``(site, sku) -> counters`` of what refills each stock: the counts that name the
+        SKU (an MES's per SKU) where there are any, else the counter of a line the plan
+        gives that SKU alone. Netting needs exactly one (two would count the output twice)."""
+        lines = single_product_lines(self.plans)
+        named: dict[tuple[str, str], list[int]] = {}
+        by_plan: dict[tuple[str, str], list[int]] = {}
+        for sid in self._counter:
+            info = self.index.infos[sid]
+            spec = info.spec
+            if spec is None:
+                continue
+            if spec.sku:
+                named.setdefault((info.site, spec.sku), []).append(sid)
+            elif (sku := lines.get((info.site, spec.line or ""))) is not None:
+                by_plan.setdefault((info.site, sku), []).append(sid)
+        return {**by_plan, **named}
 
     def _refresh_stock(self, sid: int, now_ms: int, p: _Pass) -> None:
         info = self.index.infos[sid]
@@ -353,26 +363,32 @@ class LiveAnalytics:
         spec = info.spec
         if spec is None or spec.line is None:
             return None
-        targets = [
-            t
-            for t in self.plans.production_at(info.site, spec.line, now_ms)
-            if spec.sku is None or t.sku in (None, spec.sku)
-        ]
-        if not targets:
+        running = self.plans.production_at(info.site, spec.line, now_ms)
+        if not running:
             return None
+        # a whole-line counter is held to all the line's targets, a SKU's count to its SKU's
+        # (a SKU the plan does not have now: to nothing, over the line's period)
+        targets = [t for t in running if spec.sku is None or t.sku == spec.sku] or running
         period = PlanPeriod(
             min(t.start_ms for t in targets),
             max(t.end_ms for t in targets),
-            sum(t.quantity for t in targets),
+            sum(t.quantity for t in targets if spec.sku is None or t.sku == spec.sku),
+        )
+        whole = [t for t in running if t.sku is None]
+        line_plan = (
+            PlanPeriod(
+                min(t.start_ms for t in whole),
+                max(t.end_ms for t in whole),
+                sum(t.quantity for t in whole),
+            )
+            if whole
+            else None
         )
         ts, total = trail.series(since_ms=period.start_ms - 2 * HOUR_MS)
         if ts.size == 0 or (ts[0] > period.start_ms + MINUTE_MS and now_ms - ts[0] < HOUR_MS):
             return None  # no reading from before the period: attainment unknown yet
         a = adherence(ts, total, period, now_ms, rate_window_h=self.settings.rate_window_h)
-
-        def known(x: float) -> float | None:
-            return x if math.isfinite(x) else None
-
+        known = finite_or_none
         figures = ProductionFigures(
             site=info.site, line=spec.line, produced=a.produced,
             planned_so_far=a.planned_so_far, attainment=known(a.attainment),
@@ -380,7 +396,7 @@ class LiveAnalytics:
             gateway=info.gateway, period=targets[0].period, unit=spec.unit or "units",
             required_rate_per_h=known(a.required_rate_per_hour),
         )  # fmt: skip
-        return CounterOutput(info, figures, a, period)
+        return CounterOutput(info, figures, a, period, line_plan)
 
     # -- the snapshot the rules read --------------------------------------------------------
     def inputs(

@@ -35,7 +35,8 @@ class CounterOutput:
     info: SeriesInfo
     figures: ProductionFigures
     adherence: Adherence
-    period: PlanPeriod
+    period: PlanPeriod  # its own targets (a SKU's count: that SKU's; none: zero over the line's)
+    line_plan: PlanPeriod | None = None  # the line's targets for all its output, if any
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +49,7 @@ class LineTotal:
     tags: dict[str, str]
 
 
-def _finite(x: float) -> float | None:
+def finite_or_none(x: float) -> float | None:
     return x if math.isfinite(x) else None
 
 
@@ -63,11 +64,21 @@ def line_totals(
     line counted per SKU (its own whole-line counter's if it has one, else the sum) with
     the mix drift, and every other counter's as it is."""
     groups: dict[tuple[str, str], list[CounterOutput]] = {}
+    whole_counted: set[tuple[str, str]] = set()
     for o in outputs:
         spec = o.info.spec
-        if spec is not None and spec.line and spec.sku:
-            groups.setdefault((o.info.site, spec.line), []).append(o)
-    per_sku = {k: g for k, g in groups.items() if len({o.figures.sku for o in g}) >= 2}
+        if spec is not None and spec.line:
+            if spec.sku:
+                groups.setdefault((o.info.site, spec.line), []).append(o)
+            else:
+                whole_counted.add((o.info.site, spec.line))
+    # counted per SKU: two SKUs or more, or any beside the line's own counter (which then
+    # speaks for the line: one figure per line, never the line and a SKU of it both)
+    per_sku = {
+        k: g
+        for k, g in groups.items()
+        if len({o.figures.sku for o in g}) >= 2 or k in whole_counted
+    }
     grouped = {id(o) for g in per_sku.values() for o in g}
     totals = [_total(site, line, g, now_ms) for (site, line), g in sorted(per_sku.items())]
     unclaimed = {(t.figures.site, t.figures.line): t for t in totals}  # no own counter yet
@@ -93,9 +104,14 @@ def _total(site: str, line: str, group: Sequence[CounterOutput], now_ms: int) ->
         made[sku] = made.get(sku, 0.0) + o.adherence.produced
         due[sku] = o.adherence.planned_so_far
         target[sku] = o.period.planned_qty
+    whole = group[0].line_plan  # targets for all of the line's output, counted once
     produced, so_far, planned = sum(made.values()), sum(due.values()), sum(target.values())
+    if whole is not None:
+        so_far += whole.planned_by(now_ms)
+        planned += whole.planned_qty
     projected = sum(o.adherence.projected_qty for o in group)
-    remaining_h = max(max(o.period.end_ms for o in group) - now_ms, 0) / HOUR_MS
+    ends = [o.period.end_ms for o in group] + ([whole.end_ms] if whole else [])
+    remaining_h = max(max(ends) - now_ms, 0) / HOUR_MS
     gap = max(planned - produced, 0.0)
     required = gap / remaining_h if remaining_h > 0 else (math.inf if gap else 0.0)
     total = Adherence(
@@ -107,19 +123,24 @@ def _total(site: str, line: str, group: Sequence[CounterOutput], now_ms: int) ->
         projected_attainment=_ratio(projected, planned),
         required_rate_per_hour=required,
     )
-    drift = _finite(mix_drift(list(made.values()), [due[k] for k in made]))
+    # over the SKUs counted; one alone has no mix, and a plan with no SKU targets none either
+    drift = (
+        finite_or_none(mix_drift(list(made.values()), [due[k] for k in made]))
+        if len(made) >= 2
+        else None
+    )
     first = group[0].figures
     figures = ProductionFigures(
         site=site,
         line=line,
         produced=produced,
         planned_so_far=so_far,
-        attainment=_finite(total.attainment),
-        projected_attainment=_finite(total.projected_attainment),
+        attainment=finite_or_none(total.attainment),
+        projected_attainment=finite_or_none(total.projected_attainment),
         gateway=first.gateway,
         period=first.period,
         unit=first.unit,
-        required_rate_per_h=_finite(required),
+        required_rate_per_h=finite_or_none(required),
         mix_drift=drift,
     )
     tags = {"site": site, "line": line}

@@ -89,7 +89,7 @@ def hourly_decrease(ts_ms: I64, level: F64, made: F64 | None = None) -> tuple[I6
     stock has not seen yet overstates consumption, the hour the lot lands understates it. So
     an hour may be negative by as much as the output counted in it and the two hours before
     (what can still have been on its way in); a sum over hours is then right once the lots
-    have landed. Only a rise beyond that is a receipt.
+    have landed. A rise beyond that is a receipt: that hour counts 0, as without a line.
     """
     if ts_ms.size < 2:
         return ts_ms[:0], level[:0]
@@ -97,5 +97,7 @@ def hourly_decrease(ts_ms: I64, level: F64, made: F64 | None = None) -> tuple[I6
     if made is None:
         return ts_ms[1:], np.maximum(fall, 0.0)
     inc = np.diff(made)
+    used = fall + inc
     in_transit = np.convolve(inc, np.ones(3))[: inc.size]  # this hour's and the two before
-    return ts_ms[1:], np.maximum(fall + inc, -in_transit)
+    # a rise beyond what can have been on its way in is a receipt: the hour counts 0
+    return ts_ms[1:], np.where(used < -in_transit, 0.0, used)

@@ -7,7 +7,7 @@ import pytest
 from cloud_service.alerts.inputs import ConditionInputs
 from cloud_service.alerts.rules import evaluate, load_rules, parse_rules
 from cloud_service.live.analytics import LiveAnalytics
-from cloud_service.plans.model import PlanBook, ProductionTarget
+from cloud_service.plans.model import DemandTarget, PlanBook, ProductionTarget
 from shared.messages import Birth, Reading, SignalKind, SignalSpec, TelemetryBatch
 
 T0 = 1_767_772_800_000  # 2026-01-07 08:00 UTC
@@ -132,3 +132,73 @@ def test_a_line_with_its_own_counter_and_per_sku_counts_speaks_through_its_own()
     assert line.planned_so_far == pytest.approx(360.0)  # half of 480 + 240
     assert line.mix_drift == pytest.approx(1 / 3)  # all X, where a third was to be Y
     assert len(live.line_totals) == 1  # still written back as the MES's sum
+
+
+def test_per_sku_counts_against_a_plan_for_the_whole_line_only() -> None:
+    """The plan says 480 of anything in 8 h; the MES counts X and Y: the line's total is held
+    to the 480 once (not once per SKU), and there is no planned mix to drift from."""
+    live = _live({"cx": ("L", "X"), "cy": ("L", "Y")}, {None: 480.0})
+    now = _run(live, {"cx": 0.5, "cy": 0.5}, 240)
+    live.refresh(now)
+    [line] = live.production_figures
+    assert (line.line, line.sku) == ("L", None)
+    assert line.produced == pytest.approx(240.0)
+    assert line.planned_so_far == pytest.approx(240.0)
+    assert line.attainment == pytest.approx(1.0)
+    assert line.mix_drift is None
+
+
+def test_a_line_counter_beside_one_sku_count_is_still_one_figure() -> None:
+    """Y has no count today: the line's PLC and X's count must not become two alerts."""
+    live = _live({"plc": ("L", None), "cx": ("L", "X")}, {"X": 480.0, "Y": 240.0})
+    now = _run(live, {"plc": 1.0, "cx": 1.0}, 240)
+    live.refresh(now)
+    [line] = live.production_figures
+    assert (line.line, line.sku) == ("L", None)
+    assert line.planned_so_far == pytest.approx(360.0)  # the PLC's: X and Y
+    assert line.mix_drift is None  # one SKU counted: no mix to speak of
+
+
+def test_a_line_making_only_an_unplanned_sku_drifts_all_the_way() -> None:
+    live = _live({"cx": ("L", "X"), "cz": ("L", "Z")}, {"X": 480.0})
+    now = _run(live, {"cx": 0.0, "cz": 1.0}, 240)
+    live.refresh(now)
+    [line] = live.production_figures
+    assert line.produced == pytest.approx(240.0)  # Z's output counts for the line
+    assert line.planned_so_far == pytest.approx(240.0)
+    assert line.mix_drift == pytest.approx(1.0)
+    z = [a for info, a in live.adherence_results if info.spec and info.spec.sku == "Z"]
+    assert z[0].planned_so_far == 0.0  # held to nothing, not to X's target
+
+
+def test_a_sku_count_beside_its_lines_plc_counter_nets_the_output_once() -> None:
+    """Line L makes only X (so its PLC counter would feed X's stock), and the MES counts X
+    too: the stock's consumption is recovered with one of them, not neither (two feeders)
+    nor both. 10 an hour consumed, 30 an hour made into the stock for 30 hours."""
+    start = T0 - 30 * HOUR
+    plan = PlanBook(
+        production=(ProductionTarget(SITE, "L", start, T0 + HOUR, 31 * 30.0, sku="X"),),
+        demand=(DemandTarget(SITE, "X", start, T0 + HOUR, 31 * 10.0, location="W"),),
+    )
+    live = LiveAnalytics(plans=plan)
+    specs = [
+        SignalSpec(id="plc", kind=SignalKind.PRODUCTION_COUNT, line="L", period_s=60.0),
+        SignalSpec(id="cx", kind=SignalKind.PRODUCTION_COUNT, line="L", sku="X", period_s=60.0),
+        SignalSpec(id="lvl", kind=SignalKind.STOCK_LEVEL, sku="X", location="W", period_s=60.0),
+    ]
+    live.on_birth(
+        SITE,
+        Birth(gateway=GW, site=SITE, boot="b", agent_version="t", config_hash="h",
+              started_ms=start, signals=specs),
+    )  # fmt: skip
+    for seq, m in enumerate(range(0, 30 * 60 + 1, 10), start=1):
+        t = start + m * MINUTE
+        made = 0.5 * m
+        level = 1000 + (30 - 10) * m / 60  # 30 in, 10 out an hour
+        readings = [Reading("plc", t, made), Reading("cx", t, made), Reading("lvl", t, level)]
+        live.on_batch(
+            SITE, GW, TelemetryBatch(gateway=GW, boot="b", seq=seq, readings=readings), now_ms=t
+        )
+    assert live.refresh(T0)
+    [used] = live.consumption_figures
+    assert used.actual == pytest.approx(240.0, rel=0.02)  # 10 an hour over the 24 h window

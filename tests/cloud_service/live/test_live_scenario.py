@@ -25,6 +25,7 @@ from cloud_service.alerts.rules import load_rules
 from cloud_service.alerts.service import AlertService
 from cloud_service.alerts.settings import AlertSettings
 from cloud_service.alerts.store import SqlAlertStore, create_sqlite_engine, create_tables
+from cloud_service.analytics.plan import mix_drift
 from cloud_service.live.analytics import LiveAnalytics
 from cloud_service.live.monitor import Monitor
 from cloud_service.plans.model import PlanBook
@@ -54,11 +55,13 @@ class TrueRisk:
 @dataclass
 class Run:
     raised: list[Raised]
-    ratios: dict[str, float]  # consumption / demand plan per SKU on a quiet Thursday
+    ratios: dict[str, float]  # consumption / demand plan per SKU, at 175 h (see _run)
     truth: dict[Raised, TrueRisk]  # for every stockout-risk alert raised
-    mix_drift: dict[str, float | None]  # per line, on that Thursday
-    used: dict[str, float] = field(default_factory=dict)  # consumption seen that day
+    mix_drift: dict[str, float | None]  # per line, at 175 h
+    used: dict[str, float] = field(default_factory=dict)  # consumption seen, the 24 h to 175 h
     true_used: dict[str, float] = field(default_factory=dict)  # the plant's own demand
+    true_mix_drift: float | None = None  # line3's, from the plant's own output and the plan
+    lots: dict[str, int] = field(default_factory=dict)  # per SKU, its line's lot size
 
 
 @pytest.fixture(scope="module")
@@ -109,6 +112,8 @@ async def _run(path: Path, *, mes: bool) -> Run:
     monitor = Monitor(live, service, load_rules())
     result = Run([], {}, {}, {})
     demanded: dict[str, int] = {}
+    made_by_6: dict[str, int] = {}
+    result.lots = {p.sku: ln.lot_size for ln in scenario.lines for p in ln.products}
     try:
         for now, batches in feed.run(260):
             for batch in batches:
@@ -117,10 +122,22 @@ async def _run(path: Path, *, mes: bool) -> Run:
             live.set_plans(replace(book, receipts=feed.world.open_orders(scenario.site, now)))
             if now == START_MS + 151 * HOUR_MS:
                 demanded = {sku: p.demanded for (_, sku), p in feed.world.stock.items()}
-            if now == START_MS + 175 * HOUR_MS:  # a Thursday, no fault running
+            if now == START_MS + 174 * HOUR_MS:  # Wednesday 06:00: the day's plan starts
+                made_by_6 = dict(feed.world.lines["line3"].good_by_sku)
+            # Wednesday 07:00; the 24 h before it hold the end of the line3 stoppage, which
+            # changes what the line made, not what was consumed
+            if now == START_MS + 175 * HOUR_MS:
                 result.ratios = {f.sku: f.actual / f.planned for f in live.consumption_figures}
                 result.mix_drift = {f.line: f.mix_drift for f in live.production_figures}
                 result.used = {f.sku: f.actual for f in live.consumption_figures}
+                made = {
+                    k: n - made_by_6[k] for k, n in feed.world.lines["line3"].good_by_sku.items()
+                }
+                due = {
+                    t.sku or "": t.quantity / 16  # the first of the day's 16 planned hours
+                    for t in book.production_at(scenario.site, "line3", now)
+                }
+                result.true_mix_drift = mix_drift(list(made.values()), [due[k] for k in made])
                 result.true_used = {
                     f.sku: feed.world.stock[f.location or "", f.sku].demanded - demanded[f.sku]
                     for f in live.consumption_figures
@@ -171,7 +188,7 @@ def test_no_other_alert_unless_the_plant_truly_was_at_risk(run: Run) -> None:
 
     With seed 1 there is one: C-310 at 145 h, right after a lumpy order left 27 units. Its
     replenishment is under-set in the scenario itself (reorder point 40 against a true mean
-    demand of 45 over its 72 h lead time), the open order lands 92 h later, and on the
+    demand of 45 over its 72 h lead time), the open order lands 93 h later, and on the
     scenario's own demand law (15 a day) 58 units are expected by then: a warning a planner
     wants. The simulated demand happened to pause for those days, so no stockout followed.
     An alert on noise, on a receipt or on a sensor, or a stockout warning that the true
@@ -208,7 +225,7 @@ def test_consumption_of_a_line_fed_stock_is_recovered_net_of_output(run: Run) ->
 
 
 def test_with_per_sku_counts_the_surge_raises_a_demand_alert_and_an_earlier_warning(
-    run_mes: Run,
+    run: Run, run_mes: Run
 ) -> None:
     """line3 refills A-113 and B-220 from one PLC counter; with the MES's count per SKU their
     consumption is recovered net of output, so the surge itself is seen (demand-surge, 6 h in)
@@ -219,17 +236,22 @@ def test_with_per_sku_counts_the_surge_raises_a_demand_alert_and_an_earlier_warn
     assert 30.0 < _one(raised, "sensor-stuck", "wh2.a113.level") <= 30.5
     # the line's PLC counter speaks for line3, its MES counts only add the mix: one alert
     assert 150.0 < _one(raised, "production-behind-plan", "line3") <= 151.5
+    # its mix drift is the plant's own (made since 06:00 against the plan's first hour)
     drift = run_mes.mix_drift["line3"]
     assert drift is not None
-    assert 0.0 <= drift <= 1.0
+    assert run_mes.true_mix_drift is not None
+    assert drift == pytest.approx(run_mes.true_mix_drift, abs=0.05)
+    assert run.mix_drift["line3"] is None  # one PLC counter: no mix to see
 
 
 def test_with_per_sku_counts_consumption_matches_the_plants_own(run: Run, run_mes: Run) -> None:
-    """On a quiet Thursday A-113 truly sold 1.74 times its plan: the levels alone (the line's
-    output unknown) see 0.77; netted with the MES's count per SKU, the truth, give or take
-    one lot: pieces counted but still waiting on the line for their lot (of 60) to fill."""
+    """In the 24 h to 175 h A-113 truly sold 1.74 times its plan: the levels alone (the line's
+    output unknown) see 0.77 times the plan, 0.44 of the truth; netted with the MES's count
+    per SKU, the truth, give or take one lot: pieces counted but still waiting on the line
+    for their lot (60 on line3, 200 on line1) to fill."""
     for sku in ("A-113", "B-220", "E-500"):
-        assert run_mes.used[sku] == pytest.approx(run_mes.true_used[sku], abs=60), sku
+        lot = run_mes.lots[sku]
+        assert run_mes.used[sku] == pytest.approx(run_mes.true_used[sku], abs=lot), sku
     assert run.used["A-113"] < 0.6 * run.true_used["A-113"]
 
 

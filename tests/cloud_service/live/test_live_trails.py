@@ -34,6 +34,14 @@ def test_a_receipt_beyond_the_lines_output_counts_zero_not_negative_for_days() -
     assert plain.tolist() == used.tolist()
 
 
+def test_a_receipt_while_the_line_runs_is_cut_out_not_spread_over_the_window() -> None:
+    # 10 used an hour, the line lands 30 an hour, and 800 are received in hour 2
+    level = np.array([1000.0, 1020.0, 1840.0, 1860.0])
+    made = np.array([0.0, 30.0, 60.0, 90.0])
+    _, used = hourly_decrease(_hours(4), level, made)
+    assert used.tolist() == [10.0, 0.0, 10.0]  # the receipt's hour counts 0, as without a line
+
+
 @given(
     st.lists(st.integers(0, 30), min_size=2, max_size=48),
     st.lists(st.integers(0, 3), min_size=2, max_size=48),
