@@ -125,7 +125,7 @@ async def test_cloud_ingest_down_spool_grows_then_drains(
     assert good_values(points["cnt"]) == set(range(1, device.count + 1))
 
 
-async def test_full_spool_drops_the_oldest_and_counts_exactly(
+async def test_full_spool_drops_the_oldest_and_counts_every_loss(
     fresh_mosquitto: Callable[..., MosquittoServer],
     influxd: InfluxServer,
     unique_name: Callable[[str], str],
@@ -152,6 +152,8 @@ async def test_full_spool_drops_the_oldest_and_counts_exactly(
         await until(
             lambda: sum(agent.store.ledger.per_signal().values()) >= 400, 30, "spool overflow"
         )
+        # dropped while cut off: never sent, so lost for certain (counted exactly)
+        lost_offline = dict(agent.store.ledger.per_signal())
         await asyncio.to_thread(broker.start)
         await ingest.start()
         recorder = Recorder(broker, site, gateway)
@@ -177,7 +179,12 @@ async def test_full_spool_drops_the_oldest_and_counts_exactly(
     assert produced * len(signals) == source.readings
     for s in signals:
         dropped = final.drops_by_signal[s["id"]]
-        assert len(points[s["id"]]) == produced - dropped, s["id"]  # counted exactly
+        # nothing lost that is not counted; and what was dropped while the gateway was cut
+        # off never arrived. A batch dropped later may have been sent, its ack not yet back
+        # (the cloud catching up): it may still be stored, so the count is an upper bound
+        # there (docs/edge-agent.md, "Spool")
+        stored_n = len(points[s["id"]])
+        assert produced - dropped <= stored_n <= produced - lost_offline.get(s["id"], 0), s["id"]
         stored = good_values(points[s["id"]])
         # only the oldest are missing: the stored values run without a gap up to the last
         assert stored == set(range(min(stored), served + 1)), s["id"]
