@@ -238,7 +238,9 @@ class Lifecycle:
         t = self._track_of(alert_id, "unshelve")
         if t.shelved_until_ms is None:
             return []
-        return self._unshelve(t, now, actor, reason or "unshelved")
+        events = self._unshelve(t, now, actor, reason or "unshelved")
+        # an escalation that fell due while shelved happens now, not at the next tick
+        return events + self._remind(t, now)
 
     # -- transitions -------------------------------------------------------------------------
 

@@ -203,6 +203,19 @@ def test_state_survives_a_restart_and_waits_for_fresh_conditions() -> None:
     assert kinds(restored.acknowledge(alert_id, actor="ana", now_ms=T0 + 3 * MIN)) == [K.ACKED]
 
 
+def test_an_escalation_due_while_shelved_happens_at_unshelve() -> None:
+    """Found by the stateful property below: unshelving left an escalation that fell due
+    while shelved for the next tick (a deadline already past after an operation)."""
+    lc = Lifecycle(POLICY)
+    alert_id = lc.observe([cond(True)], T0)[0].alert.id
+    lc.shelve(alert_id, until_ms=T0 + 60 * MIN, actor="op", now_ms=T0 + MIN)
+    assert lc.tick(T0 + 40 * MIN) == []  # shelved: no escalation at 30 min
+    events = lc.unshelve(alert_id, actor="op", now_ms=T0 + 40 * MIN)
+    assert kinds(events) == [K.UNSHELVED, K.ESCALATED]
+    deadline = lc.next_deadline_ms()
+    assert deadline is None or deadline > T0 + 40 * MIN
+
+
 def test_closed_tracks_are_deleted_from_the_saved_state() -> None:
     lc = Lifecycle(POLICY)
     lc.observe([cond(True, ack_required=False)], T0)
