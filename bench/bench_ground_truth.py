@@ -50,13 +50,13 @@ orders) alone, as before 2026-11-26 (E-500 is refilled by line1 only).
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
+from warning_score import Score, score_episodes
 
 from cloud_service.analytics.depletion import (
     PlannedOutput,
@@ -174,11 +174,11 @@ def simulate(days: int, seed: int, sample_s: float) -> tuple[list[SkuRun], int, 
             run.on_order = point.on_order
             run.snaps.append(list(run.orders))
     for sid, line_id in counters.items():
-        spec = next(ln for ln in scenario.lines if ln.id == line_id)
+        line = next(ln for ln in scenario.lines if ln.id == line_id)
         ts_l, val_l, sku_l = raw[sid]
-        inc = counter_increments(np.asarray(val_l, dtype=np.float64), spec.counter_bits)
+        inc = counter_increments(np.asarray(val_l, dtype=np.float64), line.counter_bits)
         for t, q, sku in zip(ts_l, inc.tolist(), sku_l, strict=True):
-            run_p = by_key.get((spec.warehouse, sku)) if sku is not None else None
+            run_p = by_key.get((line.warehouse, sku)) if sku is not None else None
             if run_p is not None and q > 0:
                 run_p.produced_ts.append(t)
                 run_p.produced.append(q)
@@ -322,54 +322,12 @@ def episodes(times: list[int], clear_ms: int) -> list[tuple[int, int]]:
     return out
 
 
-@dataclass(slots=True)
-class Score:
-    counted: int = 0
-    in_time: int = 0
-    leads_h: list[float] = field(default_factory=list)
-    episodes: int = 0
-    false: int = 0
-    held: int = 0  # evaluations with the condition true
-    evaluated: int = 0
-
-    def add(self, other: Score) -> None:
-        self.counted += other.counted
-        self.in_time += other.in_time
-        self.leads_h += other.leads_h
-        self.episodes += other.episodes
-        self.false += other.false
-        self.held += other.held
-        self.evaluated += other.evaluated
-
-    def row(self, name: str, lead: str, months: float) -> str:
-        med = f"{statistics.median(self.leads_h):.0f}" if self.leads_h else "-"
-        share = f"{self.in_time / self.counted:.0%}" if self.counted else "-"
-        active = self.held / self.evaluated if self.evaluated else 0.0
-        return (
-            f"  {name:16s} {lead:>6s} {self.counted:9d} {self.in_time:7d} {share:>6s} "
-            f"{med:>13s} {self.episodes:8d} {self.false:5d} {self.false / months:8.2f} "
-            f"{active:7.0%}"
-        )
-
-
 def score(run: SkuRun, rule: str, first: int, clear_ms: int, every_ms: int) -> Score:
-    lead_ms = round(run.lead_h * HOUR_MS)
+    """An episode counts at a stockout it ended one evaluation step before (the last
+    evaluation that held may come up to a step before the stock hits zero)."""
     eps = episodes(run.held[rule], clear_ms)
-    sc = Score(episodes=len(eps), held=len(run.held[rule]), evaluated=run.evaluated)
-    for t_out in run.stockouts:
-        if t_out < first + lead_ms:
-            continue
-        sc.counted += 1
-        # the episode active at the stockout (it may have ended in the last evaluation step)
-        active = [e for e in eps if e[0] <= t_out <= e[1] + every_ms]
-        if active:
-            lead = (t_out - active[0][0]) / HOUR_MS
-            sc.leads_h.append(lead)
-            if active[0][0] <= t_out - lead_ms:
-                sc.in_time += 1
-    for e0, e1 in eps:
-        if not any(e0 <= t_out <= e1 + lead_ms for t_out in run.stockouts):
-            sc.false += 1
+    sc = score_episodes(eps, run.stockouts, round(run.lead_h * HOUR_MS), first, every_ms)
+    sc.active, sc.span = len(run.held[rule]), run.evaluated
     return sc
 
 
@@ -438,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"  warned at least the lead time ahead: {total.in_time}/{total.counted} = "
             f"{share:.0%}; false alarms {total.false / (sku_months * len(runs)):.2f} per "
-            f"SKU-month; condition active {total.held / max(total.evaluated, 1):.0%} of the time"
+            f"SKU-month; condition active {total.active / max(total.span, 1):.0%} of the time"
         )
     return 0
 

@@ -52,7 +52,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
-import statistics
 import sys
 import tempfile
 import time
@@ -70,6 +69,7 @@ from sim_feed import (  # type: ignore[import-not-found]
     plan_book,
     scenario_with,
 )
+from warning_score import Score, score_episodes
 
 from cloud_service.alerts.outbox import OutboxPolicy
 from cloud_service.alerts.records import EventKind
@@ -163,56 +163,11 @@ async def simulate(
     return run
 
 
-@dataclass
-class Score:
-    counted: int = 0
-    in_time: int = 0
-    leads_h: list[float] = field(default_factory=list)
-    episodes: int = 0
-    false: int = 0
-    active_ms: int = 0
-    span_ms: int = 0
-
-    def add(self, other: Score) -> None:
-        self.counted += other.counted
-        self.in_time += other.in_time
-        self.leads_h += other.leads_h
-        self.episodes += other.episodes
-        self.false += other.false
-        self.active_ms += other.active_ms
-        self.span_ms += other.span_ms
-
-    def row(self, name: str, lead: str, months: float) -> str:
-        med = f"{statistics.median(self.leads_h):.0f}" if self.leads_h else "-"
-        share = f"{self.in_time / self.counted:.0%}" if self.counted else "-"
-        active = self.active_ms / self.span_ms if self.span_ms else 0.0
-        return (
-            f"  {name:16s} {lead:>6s} {self.counted:9d} {self.in_time:7d} {share:>6s} "
-            f"{med:>13s} {self.episodes:8d} {self.false:5d} {self.false / months:8.2f} "
-            f"{active:7.0%}"
-        )
-
-
 def score(eps: list[Episode], outs: list[int], lead_h: float, first: int, end: int) -> Score:
-    lead_ms = round(lead_h * HOUR_MS)
     closed = [(s, end if e is None else e) for s, e in eps]
-    sc = Score(span_ms=end - first)
-    sc.active_ms = sum(max(min(e, end) - max(s, first), 0) for s, e in closed)
-    for t_out in outs:
-        if t_out < first + lead_ms:
-            continue
-        sc.counted += 1
-        active = [s for s, e in closed if s <= t_out <= e]
-        if active:
-            sc.leads_h.append((t_out - active[0]) / HOUR_MS)
-            if active[0] <= t_out - lead_ms:
-                sc.in_time += 1
-    for s, e in closed:
-        if s < first:
-            continue
-        sc.episodes += 1
-        if not any(s <= t_out <= e + lead_ms for t_out in outs):
-            sc.false += 1
+    sc = score_episodes(closed, outs, round(lead_h * HOUR_MS), first)
+    sc.active = sum(max(min(e, end) - max(s, first), 0) for s, e in closed)
+    sc.span = end - first
     return sc
 
 
