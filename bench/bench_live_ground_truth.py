@@ -56,7 +56,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "cloud_service" / "live"))
@@ -64,26 +64,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "cloud_se
 from sim_feed import (  # type: ignore[import-not-found]
     HOUR_MS,
     START_MS,
-    SimFeed,
-    births,
-    plan_book,
+    LivePlant,
     scenario_with,
 )
 from warning_score import Score, score_episodes
 
-from cloud_service.alerts.outbox import OutboxPolicy
 from cloud_service.alerts.records import EventKind
-from cloud_service.alerts.routing import Router
-from cloud_service.alerts.rules import load_rules
-from cloud_service.alerts.service import AlertService
-from cloud_service.alerts.settings import AlertSettings
-from cloud_service.alerts.store import (
-    SqlAlertStore,
-    create_sqlite_engine,
-    create_tables,
-)
-from cloud_service.live.analytics import LiveAnalytics
-from cloud_service.live.monitor import Monitor
 from cloud_service.live.settings import LiveSettings
 from firmware_sim.scenario.model import FaultKind, ReplenishPolicy
 
@@ -111,33 +97,24 @@ async def simulate(
 ) -> LiveRun:
     t0 = time.perf_counter()
     scenario = scenario_with(*FaultKind)
-    feed = SimFeed(scenario, seed=seed, mes_counts=mes)
-    book = plan_book(feed.world, days=days + 1)
-    live = LiveAnalytics(LiveSettings(refresh_budget_ms=None), plans=book)
-    for birth in births(scenario, mes_counts=mes):
-        live.on_birth(scenario.site, birth)
-    engine = create_sqlite_engine(path, "NORMAL")
-    await create_tables(engine)
-    settings = AlertSettings()
-    router = Router(settings, OutboxPolicy.from_settings(settings.outbox))
-    service = await AlertService.open(SqlAlertStore(engine), router)
-    monitor = Monitor(live, service, load_rules(rules) if rules else load_rules())
+    plant = await LivePlant.open(
+        scenario, path, days=days + 1, mes=mes, seed=seed, rules=rules,
+        settings=LiveSettings(refresh_budget_ms=None),
+    )  # fmt: skip
+    feed, book = plant.feed, plant.book
     since: dict[tuple[str, str], int] = {}
     done: dict[tuple[str, str], list[Episode]] = {}
     now = START_MS
     try:
-        for now, batches in feed.run(days * 24):
-            for batch in batches:
-                live.on_batch(scenario.site, batch.gateway, batch, now_ms=now)
-            live.set_plans(replace(book, receipts=feed.world.open_orders(scenario.site, now)))
-            for e in await monitor.step(now):
+        async for now, events in plant.steps(days * 24):
+            for e in events:
                 key = (e.alert.key.rule, e.alert.key.subject)
                 if e.kind in (EventKind.RAISED, EventKind.REACTIVATED):
                     since.setdefault(key, now)
                 elif e.kind is EventKind.CLEARED and key in since:
                     done.setdefault(key, []).append((since.pop(key), now))
     finally:
-        await engine.dispose()
+        await plant.close()
     for key, start in since.items():
         done.setdefault(key, []).append((start, None))
     stockouts: dict[str, list[int]] = {}

@@ -11,11 +11,24 @@ announce it (``mes_count_specs``): a line that makes several SKUs is then counte
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field, replace
 from functools import partial
+from pathlib import Path
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from cloud_service.alerts.outbox import OutboxPolicy
+from cloud_service.alerts.records import AlertEvent
+from cloud_service.alerts.routing import Router
+from cloud_service.alerts.rules import load_rules
+from cloud_service.alerts.service import AlertService
+from cloud_service.alerts.settings import AlertSettings
+from cloud_service.alerts.store import SqlAlertStore, create_sqlite_engine, create_tables
+from cloud_service.live.analytics import LiveAnalytics
+from cloud_service.live.monitor import Monitor
+from cloud_service.live.settings import LiveSettings
 from cloud_service.plans.codec import parse_plan_toml
 from cloud_service.plans.model import PlanBook, ScheduledReceipt
 from firmware_sim.core.inventory import StockPoint
@@ -197,3 +210,53 @@ class SimFeed:
                 seq = self._seq[gw] = self._seq.get(gw, 0) + 1
                 batches.append(TelemetryBatch(gateway=gw, boot="b1", seq=seq, readings=readings))
             yield t, batches
+
+
+@dataclass
+class LivePlant:
+    """The plant's feed through live analytics, the rules and the alert lifecycle (a real
+    SQLite alert store), the ERP's open orders synced into the plan book every step."""
+
+    feed: SimFeed
+    book: PlanBook
+    live: LiveAnalytics
+    monitor: Monitor
+    engine: AsyncEngine
+
+    @classmethod
+    async def open(
+        cls,
+        scenario: Scenario,
+        path: Path,
+        *,
+        days: int,
+        mes: bool = True,
+        seed: int = 1,
+        rules: Path | None = None,
+        settings: LiveSettings | None = None,
+    ) -> LivePlant:
+        feed = SimFeed(scenario, seed=seed, mes_counts=mes)
+        book = plan_book(feed.world, days=days)
+        live = LiveAnalytics(settings, plans=book)
+        for birth in births(scenario, mes_counts=mes):
+            live.on_birth(scenario.site, birth)
+        engine = create_sqlite_engine(path, "NORMAL")
+        await create_tables(engine)
+        alerts = AlertSettings()
+        router = Router(alerts, OutboxPolicy.from_settings(alerts.outbox))
+        service = await AlertService.open(SqlAlertStore(engine), router)
+        monitor = Monitor(live, service, load_rules(rules) if rules else load_rules())
+        return cls(feed, book, live, monitor, engine)
+
+    async def steps(self, hours: float) -> AsyncIterator[tuple[int, list[AlertEvent]]]:
+        """Each step's time and the alert events it raised."""
+        site = self.feed.scenario.site
+        for now, batches in self.feed.run(hours):
+            for batch in batches:
+                self.live.on_batch(site, batch.gateway, batch, now_ms=now)
+            # the ERP's open orders, synced every step (as a PUT /api/v1/plans would)
+            self.live.set_plans(replace(self.book, receipts=self.feed.world.open_orders(site, now)))
+            yield now, await self.monitor.step(now)
+
+    async def close(self) -> None:
+        await self.engine.dispose()

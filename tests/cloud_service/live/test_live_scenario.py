@@ -12,22 +12,14 @@ a risk the simulator's ground truth bears out.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from sim_feed import HOUR_MS, START_MS, SimFeed, births, plan_book, scenario_with
+from sim_feed import HOUR_MS, START_MS, LivePlant, SimFeed, scenario_with
 
-from cloud_service.alerts.outbox import OutboxPolicy
 from cloud_service.alerts.records import EventKind
-from cloud_service.alerts.routing import Router
-from cloud_service.alerts.rules import load_rules
-from cloud_service.alerts.service import AlertService
-from cloud_service.alerts.settings import AlertSettings
-from cloud_service.alerts.store import SqlAlertStore, create_sqlite_engine, create_tables
 from cloud_service.analytics.plan import mix_drift
-from cloud_service.live.analytics import LiveAnalytics
-from cloud_service.live.monitor import Monitor
 from cloud_service.plans.model import PlanBook
 from firmware_sim.scenario.model import FaultKind
 
@@ -99,27 +91,14 @@ def _true_risk(feed: SimFeed, book: PlanBook, subject: str, now: int) -> TrueRis
 
 async def _run(path: Path, *, mes: bool) -> Run:
     scenario = scenario_with(FaultKind.FLATLINE, FaultKind.LINE_STOPPAGE, FaultKind.DEMAND_SURGE)
-    feed = SimFeed(scenario, mes_counts=mes)
-    book = plan_book(feed.world, days=14)
-    live = LiveAnalytics(plans=book)
-    for birth in births(scenario, mes_counts=mes):
-        live.on_birth(scenario.site, birth)
-    engine = create_sqlite_engine(path, "NORMAL")
-    await create_tables(engine)
-    settings = AlertSettings()
-    router = Router(settings, OutboxPolicy.from_settings(settings.outbox))
-    service = await AlertService.open(SqlAlertStore(engine), router)
-    monitor = Monitor(live, service, load_rules())
+    plant = await LivePlant.open(scenario, path, days=14, mes=mes)
+    feed, book, live = plant.feed, plant.book, plant.live
     result = Run([], {}, {}, {})
     demanded: dict[str, int] = {}
     made_by_6: dict[str, int] = {}
     result.lots = {p.sku: ln.lot_size for ln in scenario.lines for p in ln.products}
     try:
-        for now, batches in feed.run(260):
-            for batch in batches:
-                live.on_batch(scenario.site, batch.gateway, batch, now_ms=now)
-            # the ERP's open orders, synced every step (as a PUT /api/v1/plans would)
-            live.set_plans(replace(book, receipts=feed.world.open_orders(scenario.site, now)))
+        async for now, events in plant.steps(260):
             if now == START_MS + 151 * HOUR_MS:
                 demanded = {sku: p.demanded for (_, sku), p in feed.world.stock.items()}
             if now == START_MS + 174 * HOUR_MS:  # Wednesday 06:00: the day's plan starts
@@ -142,7 +121,7 @@ async def _run(path: Path, *, mes: bool) -> Run:
                     f.sku: feed.world.stock[f.location or "", f.sku].demanded - demanded[f.sku]
                     for f in live.consumption_figures
                 }
-            for e in await monitor.step(now):
+            for e in events:
                 if e.kind is EventKind.RAISED:
                     key = e.alert.key
                     raised = ((now - START_MS) / HOUR_MS, key.rule, key.subject)
@@ -150,7 +129,7 @@ async def _run(path: Path, *, mes: bool) -> Run:
                     if key.rule == "stockout-risk":
                         result.truth[raised] = _true_risk(feed, book, key.subject, now)
     finally:
-        await engine.dispose()
+        await plant.close()
     return result
 
 
