@@ -107,9 +107,13 @@ def _stock(f: StockFigures) -> Candidate:
 
     def words() -> Words:
         p50, p10 = f.stockout_p50_h, f.stockout_p10_h
-        title = f"{name} runs out in {hours(p50)}" if p50 is not None else f"{name} may run out"
-        parts = [f"P50; P10 {hours(p10)}"] if p10 is not None and p50 is not None else []
-        message = title + (f" ({'; '.join(parts)})" if parts else "")
+        if f.stock <= 0:  # no forecast to quote: the planner must hear it is out already
+            title = f"{name} is out of stock"
+            message = title
+        else:
+            title = f"{name} runs out in {hours(p50)}" if p50 is not None else f"{name} may run out"
+            parts = [f"P50; P10 {hours(p10)}"] if p10 is not None and p50 is not None else []
+            message = title + (f" ({'; '.join(parts)})" if parts else "")
         if f.lead_time_h is not None:
             message += f"; lead time {hours(f.lead_time_h)}"
         if f.reorder_qty is not None and f.reorder_qty > 0:

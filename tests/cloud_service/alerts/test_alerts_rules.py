@@ -153,6 +153,14 @@ def test_stockout_explains_the_figures_and_recommends_an_order() -> None:
     assert s.off_delay_ms == 60 * MIN
 
 
+def test_a_stock_already_out_is_said_to_be_out_not_to_run_out_in_0_h() -> None:
+    out = stock(stock=0.0, stockout_p10_h=0.0, stockout_p50_h=0.0, stockout_p90_h=0.0)
+    (s,) = by_rule(ConditionInputs(NOW, stock=[out]))["stockout"]
+    assert s.raise_met
+    assert s.title == "SKU A-113 at W2 is out of stock"
+    assert s.message.startswith("SKU A-113 at W2 is out of stock; lead time 48 h: ")
+
+
 def test_deadband_keeps_an_active_stockout_alert_while_the_margin_is_small() -> None:
     (s,) = by_rule(ConditionInputs(NOW, stock=[stock(stockout_p10_h=49.0)]))["stockout"]
     assert (s.raise_met, s.hold_met) == (False, True)  # margin 1 h: within the 2 h deadband
