@@ -149,18 +149,23 @@ def aggregate_ses(y: F64, agg: int, iters: int) -> float:
 
 
 @nb.njit(cache=True)
+def imapa_levels(y: F64) -> int:
+    """IMAPA's top aggregation level, ``round(mean interval)`` (at least 1); 0 without demand."""
+    for v in y:
+        if v != 0.0:
+            return max(int(np.rint(mean_interval(y))), 1)
+    return 0
+
+
+@nb.njit(cache=True)
 def imapa(y: F64, iters: int = 30) -> float:
     """IMAPA per-period forecast: the mean of ADIDA's forecasts at every aggregation level
     from 1 to ``round(mean interval)`` (Petropoulos & Kourentzes 2015). ADIDA bets on one
     level; averaging over the levels up to it is less sensitive to that choice.
     """
-    k = 0
-    for v in y:
-        if v != 0.0:
-            k += 1
-    if k == 0:
+    top = imapa_levels(y)
+    if top == 0:
         return 0.0
-    top = max(int(np.rint(mean_interval(y))), 1)
     acc = 0.0
     for agg in range(1, top + 1):
         acc += aggregate_ses(y, agg, iters)
@@ -186,13 +191,9 @@ def bucket_sums_end(y: F64, agg: int) -> F64:
 def imapa_flat(y: F64, grid: F64, h: int) -> float:
     """IMAPA with each level's alpha chosen on ``grid`` by :func:`ses_flat_alpha` against the
     next ``ceil(h / k)`` buckets of ``k`` periods, instead of by one-step SSE in [0.1, 0.3]."""
-    k = 0
-    for v in y:
-        if v != 0.0:
-            k += 1
-    if k == 0:
+    top = imapa_levels(y)
+    if top == 0:
         return 0.0
-    top = max(int(np.rint(mean_interval(y))), 1)
     acc = 0.0
     for agg in range(1, top + 1):
         sums = bucket_sums_end(y, agg)
