@@ -12,6 +12,11 @@ the pure cores need no locks. One pass of the data path:
 4. :meth:`_pump` publishes what the outbox picks (live first, backlog under the rate limit);
 5. the cloud's ``Ack`` deletes the covered batches; nothing else deletes them but the spool
    policy, which counts every reading it drops.
+
+A spool that cannot be written (disk full, I/O error) does not stop the data path: readings
+are held in memory (closed batches by the writer, open ones by the batcher, counters and
+alerts here) and written again under a backoff until a COMMIT succeeds; past
+``UNSAVED_MAX_BYTES`` new readings are refused and counted (``spool_error``).
 """
 
 from __future__ import annotations
@@ -23,10 +28,11 @@ from pathlib import Path
 
 from edge_agent.alerts import AlertBook
 from edge_agent.andon import AndonDriver
+from edge_agent.backoff import Backoff
 from edge_agent.batcher import Batcher
 from edge_agent.config import AgentConfig, DropPolicy
 from edge_agent.delivery import Outbox, TokenBucket
-from edge_agent.errors import SpoolCorruptError
+from edge_agent.errors import SpoolCorruptError, SpoolError
 from edge_agent.health import build_status
 from edge_agent.identity import SystemClock, build_birth
 from edge_agent.polling import Clock, Poller, build_pollers
@@ -50,6 +56,10 @@ from shared.messages import (
 )
 
 log = logging.getLogger(__name__)
+
+SPOOL_RETRY_MIN_S = 1.0  # first retry after the spool could not be written, doubling to
+SPOOL_RETRY_MAX_S = 60.0
+UNSAVED_MAX_BYTES = 16 * 1024 * 1024  # closed batches held in memory while it cannot
 
 
 class Agent:
@@ -81,7 +91,9 @@ class Agent:
             max_age_ms=round(config.batching.max_age_s * 1000),
         )
         self.processor = SignalProcessor(rules_for(config), min_valid_ms=config.clock.min_valid_ms)
-        self.processor.restore(store.load_counters(), store.get_meta("max_ts_ms"))
+        self.processor.restore(
+            store.load_counters(), store.get_meta("max_ts_ms"), now_ms=self.clock.wall_ms()
+        )
         self.limits = SpoolLimits.from_config(config.spool)
         self.outbox = self._new_outbox()
         self._load_streams()
@@ -98,7 +110,14 @@ class Agent:
         self.last_ack: AckStatus | None = None
         self.connection_since: int | None = None
         self.sender = Sender(self)
-        self._to_commit: list[int] = []
+        self._to_commit: list[tuple[int, bool]] = []  # (seq, historical) closed, not committed
+        self._unsaved_counters: dict[str, tuple[float, float]] = {}
+        self.spool_errors = 0
+        self.last_spool_error: str | None = None
+        self._spool_down = False
+        self._spool_backoff = Backoff(SPOOL_RETRY_MIN_S, SPOOL_RETRY_MAX_S)
+        self._retry_timer: asyncio.TimerHandle | None = None
+        self._alerts_lost = False
         self.writer = BatchWriter()
         self._flush_handle: asyncio.Handle | None = None
         self._age_timer: asyncio.TimerHandle | None = None
@@ -157,16 +176,17 @@ class Agent:
     def ingest(self, poller: Poller, readings: list[Reading]) -> None:
         """A source's readings (on the loop): process, batch, write; commit this loop turn."""
         mono = self.clock.mono_ms()
-        step = self.clock_watch.observe(self.clock.wall_ms(), mono)
-        if step:
-            self.clock_steps += 1
-            self.last_clock_step_ms = step
-            self.batcher.note_clock_step(step)
-            log.warning("wall clock stepped by %+d ms", step)
+        self._observe_clock()
         processed = self.processor.process(readings, mono)
         self.readings_in.add(len(readings), mono)
         self.readings_total += len(readings)
         if not processed:
+            return
+        if self._spool_down and self.writer.unsaved_bytes >= UNSAVED_MAX_BYTES:
+            # Nothing can be written and memory is the limit: refuse the newest, counted (the
+            # ledger is written back to the file with the first transaction that commits).
+            self.store.record_drops_later(count_by_signal(processed), DropReason.SPOOL_ERROR)
+            self._birth_dirty = True
             return
         if self.limits.policy is DropPolicy.DROP_NEWEST:
             size = len(encode_readings(processed))
@@ -180,41 +200,78 @@ class Agent:
         self._guard(lambda: self._write(closed))
         self._arm_age_timer()
 
+    def _observe_clock(self) -> None:
+        step = self.clock_watch.observe(self.clock.wall_ms(), self.clock.mono_ms())
+        if not step:
+            return
+        self.clock_steps += 1
+        self.last_clock_step_ms = step
+        self.batcher.note_clock_step(step)
+        self.writer.shift_created(step)
+        log.warning("wall clock stepped by %+d ms", step)
+        # Spooled batches keep their age: a bogus step forward must not expire them all.
+        self._guard(lambda: self.store.shift_created(step))
+        self._schedule_flush()
+
     def _write(self, closed: list[TelemetryBatch]) -> None:
-        closed_seqs, opened = self.writer.write(
-            self.store, self.ordinal, closed, self.batcher.open_batches(), self.clock.wall_ms()
+        for batch in self.writer.hold(closed, self.clock.wall_ms()):
+            self._to_commit.append((batch.seq, batch.historical))
+        self._unsaved_counters.update(self.processor.take_dirty_counters())
+        if not self._spool_down:
+            self._put_batches()
+        self._schedule_flush()
+
+    def _put_batches(self) -> None:
+        if self._alerts_lost:
+            self.alerts.persist_all()
+            self._alerts_lost = False
+        opened = self.writer.write(
+            self.store, self.ordinal, self.batcher.open_batches(), self.clock.wall_ms()
         )
-        self._to_commit.extend(closed_seqs)
         for seq in opened:
             self.outbox.opened(seq)
-        counters = self.processor.take_dirty_counters()
-        if counters:
-            self.store.save_counters(counters)
-        self._schedule_flush()
 
     # -- durability ---------------------------------------------------------------------
 
     def _schedule_flush(self) -> None:
+        if self._spool_down:
+            return  # the retry timer flushes
         if self._flush_handle is None:
             self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
 
     def _flush(self) -> None:
         """Enforce the bounds, COMMIT (fsync), then release the closed batches to the outbox."""
         self._flush_handle = None
-        self._guard(self._commit)
+        if self._spool_down:  # a retry: write again everything the lost transactions held
+            if self._retry_timer is not None:
+                self._retry_timer.cancel()
+                self._retry_timer = None
+            self._spool_down = False
+            self._guard(self._put_batches)
+        if not self._spool_down:
+            self._guard(self._commit)
         self.sender.pump()
 
     def _commit(self) -> None:
         max_ts = self.processor.max_ts_ms
-        if max_ts > self._saved_max_ts:
+        if max_ts != self._saved_max_ts:  # down too: a clock jump back was accepted
             self.store.set_meta("max_ts_ms", max_ts)
-            self._saved_max_ts = max_ts
+        if self._unsaved_counters:
+            self.store.save_counters(self._unsaved_counters)
         excess = self.limits.excess_bytes(self.store.totals.bytes)
         if excess:
             self._dropped(self.store.drop_oldest(excess, self._open_keys()))
+        recovered = self.store.failed_since_commit
         self.store.commit()
-        for seq in self._to_commit:
-            self.outbox.committed(seq)
+        self._saved_max_ts = max_ts
+        self._unsaved_counters.clear()
+        self.writer.saved()
+        self.alerts.saved()
+        if recovered or self._spool_backoff.failures:
+            log.warning("spool writable again after %d error(s)", self.spool_errors)
+            self._spool_backoff.succeeded()
+        for seq, historical in self._to_commit:
+            self.outbox.committed(seq, historical=historical)
         self._to_commit.clear()
         self._maybe_send_birth()
 
@@ -239,6 +296,8 @@ class Agent:
     def expire(self) -> None:
         """Drop what is older than ``spool.max_age_s`` (called periodically)."""
 
+        self._observe_clock()
+
         def run() -> None:
             cutoff = self.limits.expiry_cutoff_ms(self.clock.wall_ms())
             upto = self.store.expire(cutoff, self._open_keys())
@@ -253,14 +312,32 @@ class Agent:
             self.store.forget_boot(boot)
 
     def _guard(self, action: Callable[[], object]) -> None:
-        """Run a spool action; a spool SQLite calls corrupt is moved aside and replaced."""
+        """Run a spool action; a spool SQLite calls corrupt is moved aside and replaced, any
+        other spool failure is retried (see the module docstring)."""
         try:
             action()
         except SpoolCorruptError as exc:
             self._recover_from_corruption(exc)
+        except SpoolError as exc:
+            self._spool_failed(exc)
+
+    def _spool_failed(self, exc: SpoolError) -> None:
+        self.spool_errors += 1
+        self.last_spool_error = exc.reason
+        self.writer.lost()
+        self._alerts_lost = True
+        if not self._spool_down:
+            log.error("spool cannot be written (%s): holding readings in memory, retrying", exc)
+        self._spool_down = True
+        if self._retry_timer is None:
+            now = self.clock.mono_ms() / 1000
+            delay_s = max(0.0, self._spool_backoff.failed(now) - now)
+            self._retry_timer = asyncio.get_running_loop().call_later(delay_s, self._flush)
+        self._birth_dirty = True
 
     def _recover_from_corruption(self, exc: SpoolCorruptError) -> None:
         kept = sum(len(ob.readings) for ob in self.batcher.open_batches())  # rewritten below
+        kept += self.writer.unsaved_readings()
         lost = max(0, self.store.totals.readings - kept)
         log.error("spool corrupt at run time (%s): moving it aside, starting a fresh one", exc)
         self.store.close()
@@ -272,13 +349,15 @@ class Agent:
         self.ordinal = self.store.begin_boot(self.boot, self.started_ms)
         connected = self.outbox.connected
         self.outbox = self._new_outbox()
-        first = min((ob.seq for ob in self.batcher.open_batches()), default=self.batcher.next_seq)
+        held = [ob.seq for ob in self.batcher.open_batches()] + self.writer.unsaved_seqs()
+        first = min(held, default=self.batcher.next_seq)
         stream = self.outbox.stream(self.boot)
         assert stream is not None
         stream.lo, stream.acked = first, first - 1
-        self.alerts = AlertBook(self.store)
-        self.writer.reset()
-        self._to_commit.clear()
+        self.alerts = self.alerts.moved_to(self.store)  # active alerts, operators' acks kept
+        self._alerts_lost = False
+        self.writer.lost()  # closed batches not yet committed go into the new file
+        self._spool_down = False
         self.sender.forget_telemetry()
         if connected:
             self.outbox.on_connect()
@@ -353,15 +432,25 @@ class Agent:
         elif command.name is CommandName.RELOAD_CONFIG and self.on_reload_request is not None:
             self.on_reload_request()
 
+    @property
+    def spool_down(self) -> bool:
+        """Whether the spool could not be written and a retry is pending."""
+        return self._spool_down
+
+    def active_alerts(self) -> list[Alert]:
+        """The book's active alerts (the book is replaced when a corrupt spool is)."""
+        return self.alerts.active()
+
     def acknowledge(self, alert_id: str, operator: str, comment: str) -> AlertAck:
         """An operator acknowledged an alert here (status page or CLI)."""
-        ack = self.alerts.acknowledge(
+        ack = self.alerts.take_ack(
             alert_id,
             gateway=self.config.gateway,
             operator=operator,
             comment=comment,
             now_ms=self.clock.wall_ms(),
         )
+        self._guard(self.alerts.write_unsaved)  # held in the book if the spool fails
         self._schedule_flush()  # committed, then published by the pump
         return ack
 
@@ -396,7 +485,7 @@ class Agent:
 
     def stop_timers(self) -> None:
         self.sender.cancel()
-        for timer in (self._age_timer, self._flush_handle):
+        for timer in (self._age_timer, self._flush_handle, self._retry_timer):
             if timer is not None:
                 timer.cancel()
 

@@ -8,6 +8,10 @@ QoS 1 on ``alert-acks``; the cloud's persistent session receives them even if it
 Updates are idempotent and ordered by the alert's ``updated`` time: a replayed older version
 never overwrites a newer one, and an alert acknowledged here stays acknowledged here even if an
 older cloud copy without the ack arrives.
+
+The book keeps both in memory too, so a transaction the spool lost (disk full) or a spool file
+replaced after corruption is written again from here (:meth:`persist_all`, :meth:`moved_to`):
+an operator's acknowledgement is never lost on the way to the cloud.
 """
 
 from __future__ import annotations
@@ -35,8 +39,11 @@ class UnknownAlertError(LookupError):
 
 @dataclass(frozen=True, slots=True)
 class PendingAck:
-    row: int
+    row: int  # the book's key for it (the sender confirms by it)
     payload: bytes
+    alert: str = ""
+    created_ms: int = 0
+    db_row: int | None = None  # its row in the spool, once written
 
 
 def merge_alert(current: Alert | None, incoming: Alert) -> Alert | None:
@@ -57,12 +64,44 @@ def merge_alert(current: Alert | None, incoming: Alert) -> Alert | None:
 class AlertBook:
     """Active alerts and pending acknowledgements, persisted in the spool's transaction."""
 
-    def __init__(self, store: SpoolStore) -> None:
+    def __init__(self, store: SpoolStore, *, load: bool = True) -> None:
         self._store = store
         self._alerts: dict[str, Alert] = {}
+        self._pending: dict[int, PendingAck] = {}  # key -> ack, oldest first
+        self._next_key = 1
+        if not load:
+            return
         for (payload,) in store.query("SELECT payload FROM alerts"):
             alert = _alert_decoder.decode(payload)
             self._alerts[alert.id] = alert
+        for row, alert_id, payload, created in store.query(
+            "SELECT id, alert, payload, created_ms FROM alert_acks ORDER BY id"
+        ):
+            key = int(row)
+            self._pending[key] = PendingAck(key, bytes(payload), alert_id, int(created), key)
+            self._next_key = key + 1
+
+    def moved_to(self, store: SpoolStore) -> AlertBook:
+        """This book's alerts and pending acknowledgements, written into ``store`` (a fresh
+        spool file that replaced a corrupt one)."""
+        book = AlertBook(store, load=False)
+        book._alerts = dict(self._alerts)
+        book._pending = dict(self._pending)
+        book._next_key = self._next_key
+        book.persist_all()
+        return book
+
+    def persist_all(self) -> None:
+        """Write the whole book into the pending transaction (after one was lost)."""
+        self._store.write("DELETE FROM alerts")
+        for alert in self._alerts.values():
+            self._save(alert)
+        self._store.write("DELETE FROM alert_acks")
+        for ack in list(self._pending.values()):
+            self._write_ack(ack)
+
+    def saved(self) -> None:
+        """The pending transaction was committed (nothing to do: the book is the truth)."""
 
     def active(self) -> list[Alert]:
         """Critical first, then newest first."""
@@ -98,27 +137,52 @@ class AlertBook:
         self, alert_id: str, *, gateway: str, operator: str, comment: str, now_ms: int
     ) -> AlertAck:
         """An operator acknowledged ``alert_id`` here: mark it, queue the ack for the cloud."""
+        ack = self.take_ack(
+            alert_id, gateway=gateway, operator=operator, comment=comment, now_ms=now_ms
+        )
+        self.write_unsaved()
+        return ack
+
+    def take_ack(
+        self, alert_id: str, *, gateway: str, operator: str, comment: str, now_ms: int
+    ) -> AlertAck:
+        """:meth:`acknowledge` in memory only (pending); :meth:`write_unsaved` stores it."""
         current = self._alerts.get(alert_id)
         if current is None:
             raise UnknownAlertError(alert_id)
         ack = AlertAck(
             alert=alert_id, gateway=gateway, operator=operator, ts=now_ms, comment=comment
         )
-        payload = encode(ack)
-        self._store.write(
-            "INSERT INTO alert_acks(alert, payload, created_ms) VALUES(?, ?, ?)",
-            (alert_id, payload, now_ms),
-        )
         if not current.acked:
-            self._save(msgspec.structs.replace(current, acked=True))
+            self._alerts[alert_id] = msgspec.structs.replace(current, acked=True)
+        self._pending[self._next_key] = PendingAck(self._next_key, encode(ack), alert_id, now_ms)
+        self._next_key += 1
         return ack
 
+    def write_unsaved(self) -> None:
+        """Write the acknowledgements not yet in the spool, and their alerts."""
+        for ack in [a for a in self._pending.values() if a.db_row is None]:
+            self._write_ack(ack)
+            alert = self._alerts.get(ack.alert)
+            if alert is not None:
+                self._save(alert)
+
+    def _write_ack(self, ack: PendingAck) -> None:
+        cur = self._store.write(
+            "INSERT INTO alert_acks(alert, payload, created_ms) VALUES(?, ?, ?)",
+            (ack.alert, ack.payload, ack.created_ms),
+        )
+        self._pending[ack.row] = PendingAck(
+            ack.row, ack.payload, ack.alert, ack.created_ms, int(cur.lastrowid or 0)
+        )
+
     def pending_acks(self) -> list[PendingAck]:
-        rows = self._store.query("SELECT id, payload FROM alert_acks ORDER BY id")
-        return [PendingAck(int(row), bytes(payload)) for row, payload in rows]
+        return list(self._pending.values())
 
     def ack_delivered(self, row: int) -> None:
-        self._store.write("DELETE FROM alert_acks WHERE id = ?", (row,))
+        ack = self._pending.pop(row, None)
+        if ack is not None and ack.db_row is not None:
+            self._store.write("DELETE FROM alert_acks WHERE id = ?", (ack.db_row,))
 
     def _save(self, alert: Alert) -> None:
         self._alerts[alert.id] = alert

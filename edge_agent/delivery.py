@@ -232,12 +232,13 @@ class Outbox:
         s.open.add(seq)
         s.top = max(s.top, seq)
 
-    def committed(self, seq: int) -> None:
-        """A batch of the current boot closed and is durable: send it live if we can."""
+    def committed(self, seq: int, *, historical: bool = False) -> None:
+        """A batch of the current boot closed and is durable: send it live if we can. A
+        ``historical`` batch (a CSV back-fill) goes with the backlog, under the rate limit."""
         s = self._streams[self.current_boot]
         s.open.discard(seq)
         s.top = max(s.top, seq)
-        if not self.connected or seq < s.lo or seq in s.sent:
+        if historical or not self.connected or seq < s.lo or seq in s.sent:
             return
         self._live.append(seq)
         self._live_set.add(seq)

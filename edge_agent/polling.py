@@ -123,7 +123,12 @@ class Poller:
             due = schedule.take_due(self._clock.mono_ms())
             if due:
                 readings = await self._read(due)
-                self._sink(self, readings)
+                try:
+                    self._sink(self, readings)
+                except Exception as exc:  # a bug downstream must not stop this source
+                    log.exception("poller %s: delivering readings failed", self.id)
+                    self.health.exceptions += 1
+                    self.health.last_error = f"{type(exc).__name__}: {exc}"
 
     async def _read(self, due: frozenset[str]) -> list[Reading]:
         now = self._clock.wall_ms()

@@ -86,7 +86,7 @@ async def run_agent(
         publisher.start()
         target = andon_target(config)
         if config.andon is not None and target is not None:
-            agent.andon = AndonDriver(config.andon, target, agent.alerts.active)
+            agent.andon = AndonDriver(config.andon, target, agent.active_alerts)
             agent.andon.start()
         agent.start_polling()
         expirer = asyncio.create_task(_expire_periodically(agent), name="spool-expiry")

@@ -63,6 +63,10 @@ class SpoolStatus(msgspec.Struct, kw_only=True):
     oldest_age_s: float | None
     quarantined: list[str] = []
     corrupt_at_runtime: int = 0
+    write_errors: int = 0  # transactions the spool could not commit (disk full, I/O error)
+    last_write_error: str | None = None
+    writable: bool = True  # False: readings are held in memory until a retry commits
+    held_bytes: int = 0  # closed batches held in memory, not yet committed
 
 
 class ConnectionStatus(msgspec.Struct, kw_only=True):
@@ -169,6 +173,11 @@ def render_text(s: AgentStatus) -> list[str]:
         f"last ack: {ack}",
         "drops: " + (", ".join(f"{k} {v}" for k, v in sorted(s.drops_by_reason.items())) or "none"),
     ]
+    if not sp.writable or sp.write_errors:
+        lines.append(
+            f"spool writes: {'FAILING' if not sp.writable else 'ok'}, {sp.write_errors} error(s),"
+            f" {sp.held_bytes} bytes held in memory; last: {sp.last_write_error or '-'}"
+        )
     lines.extend(f"  quarantined spool file: {q}" for q in sp.quarantined)
     for src in s.sources:
         err = f", last error: {src.last_error}" if src.last_error else ""
@@ -214,6 +223,19 @@ def render_html(s: AgentStatus, *, token_required: bool) -> str:
         ("MQTT version", e(c.protocol or "-")),
         ("Spool", e(f"{sp.batches} batches, {sp.readings} readings, {sp.bytes}/{sp.max_bytes} B")),
         ("Oldest in spool", e("-" if sp.oldest_age_s is None else f"{sp.oldest_age_s:.1f} s")),
+        (
+            "Spool writes",
+            (
+                '<span class="bad">FAILING</span>: '
+                if not sp.writable
+                else ("ok: " if sp.write_errors else "ok")
+            )
+            + (
+                e(f"{sp.write_errors} error(s), last {sp.last_write_error or '-'}")
+                if sp.write_errors
+                else ""
+            ),
+        ),
         ("Readings/s", e(f"{s.readings_per_s:.1f} in, {s.published_readings_per_s:.1f} out")),
         ("Drops", e(", ".join(f"{k}: {v}" for k, v in sorted(s.drops_by_reason.items())) or "0")),
         (

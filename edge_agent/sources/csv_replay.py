@@ -7,8 +7,10 @@
 * ``realtime``: each read returns the next row stamped with the gateway clock (a recorded
   plant played back), starting over at the end when ``loop`` is set.
 
-An empty or non-numeric cell gives a BAD reading for that signal; an unreadable time skips the
-row (counted in ``last_error``); a file that cannot be read gives COMM_FAILURE.
+An empty or non-numeric cell gives a BAD reading for that signal; an unreadable time, or one
+outside the range the wire contract accepts (1677-09-21..2262-04-11, e.g. a 9999-12-31
+sentinel), skips the row (counted in ``rows_skipped``, described in ``last_error`` and logged);
+a file that cannot be read gives COMM_FAILURE.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from edge_agent.config import CsvSourceConfig, SignalConfig
+from edge_agent.processing import TS_MAX_MS, TS_MIN_MS, ts_in_contract
 from edge_agent.sources.base import check_signals, failed_readings
 from edge_agent.sources.values import reading_from
 from shared.messages import Quality, Reading
@@ -29,16 +32,24 @@ log = logging.getLogger(__name__)
 
 
 def parse_time_ms(text: str, time_format: str) -> int:
-    """Epoch milliseconds from a CSV cell; raises ValueError when it is not a time."""
+    """Epoch milliseconds from a CSV cell; raises ValueError when it is not a time, or not one
+    the wire contract accepts (OverflowError for an infinite number)."""
     text = text.strip()
     if time_format == "epoch_ms":
-        return round(float(text))
-    if time_format == "epoch_s":
-        return round(float(text) * 1000)
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return round(moment.timestamp() * 1000)
+        ms = round(float(text))
+    elif time_format == "epoch_s":
+        ms = round(float(text) * 1000)
+    else:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        ms = round(moment.timestamp() * 1000)
+    if not ts_in_contract(ms):
+        raise ValueError(
+            f"{text!r} is {ms} ms, outside the range the wire contract accepts "
+            f"[{TS_MIN_MS}, {TS_MAX_MS}] (1677-09-21..2262-04-11)"
+        )
+    return ms
 
 
 class CsvSource:
@@ -73,7 +84,9 @@ class CsvSource:
             self._close_file()
             return failed_readings(self.signal_ids, now_ms, Quality.COMM_FAILURE)
         out: list[Reading] = []
-        for row in rows:
+        first_row = self.rows_read - len(rows) + 1  # data rows, from 1
+        skipped = 0
+        for number, row in enumerate(rows, first_row):
             if self.config.mode == "realtime":
                 ts = now_ms
             else:
@@ -82,8 +95,8 @@ class CsvSource:
                         row.get(self.config.time_column) or "", self.config.time_format
                     )
                 except (ValueError, OverflowError) as exc:
-                    self.rows_skipped += 1
-                    self.last_error = f"row {self.rows_read}: bad time: {exc}"
+                    skipped += 1
+                    self.last_error = f"row {number}: bad time: {exc}"
                     continue
             for s in self.signals:
                 assert s.column is not None
@@ -92,6 +105,15 @@ class CsvSource:
                         s.id, ts, row.get(s.column), scale=s.scale, offset=s.offset, value_map={}
                     )
                 )
+        if skipped:
+            self.rows_skipped += skipped
+            log.warning(
+                "csv source %s: skipped %d row(s) of %s (last: %s)",
+                self.id,
+                skipped,
+                self.config.path,
+                self.last_error,
+            )
         return out
 
     async def close(self) -> None:

@@ -18,6 +18,7 @@ class DropReason(StrEnum):
     SPOOL_FULL = "spool_full"  # over max_bytes
     EXPIRED = "expired"  # older than max_age_s
     SPOOL_CORRUPT = "spool_corrupt"  # in a spool file found corrupt at run time (not per signal)
+    SPOOL_ERROR = "spool_error"  # refused while the spool could not be written (disk full)
 
 
 @dataclass(frozen=True, slots=True)

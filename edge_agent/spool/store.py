@@ -11,6 +11,12 @@
   so a boot's rows stay one contiguous seq range: the delivery core only needs numbers.
 * A lock file (``flock``) keeps a second agent off the same spool. A file SQLite calls corrupt
   (or not a database) is moved aside with its WAL, never deleted, and a fresh spool started.
+* Any other SQLite error inside a transaction (disk full, I/O error) rolls the whole transaction
+  back, here and not half-way: SQLite itself rolls some of them back and not others. What the
+  file then holds is read again (totals, open batches, boots); the deletions of the lost
+  transaction (acks, drops) are redone at the start of the next one, and the drop ledger, kept
+  in memory, is written back whole. Batches and alerts the caller still holds are the caller's
+  to write again (:class:`~edge_agent.agent.Agent` does).
 
 Every method runs on the caller's thread (the agent's event loop). Nothing here decides policy:
 :mod:`edge_agent.spool.policy` does.
@@ -31,7 +37,6 @@ import msgspec
 from edge_agent.errors import SpoolCorruptError, SpoolError
 from edge_agent.spool.files import lock, quarantine, unlock
 from edge_agent.spool.policy import BatchSize, DropLedger, DropReason, plan_size_drops
-from shared.messages import Reading
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +44,9 @@ SCHEMA_VERSION: Final = 1
 _SEQ_BITS: Final = 32
 _SEQ_MASK: Final = (1 << _SEQ_BITS) - 1
 _CORRUPT_CODES: Final = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
-_readings_decoder: Final = msgspec.json.Decoder(list[Reading])
+# Counting dropped readings needs only their signal: no validation, so a reading the contract
+# would now refuse (a bad timestamp) can still be counted and dropped.
+_rows_decoder: Final = msgspec.json.Decoder(list[list[Any]])
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS boots(
@@ -114,6 +121,10 @@ class SpoolStore:
         self.totals = SpoolTotals()
         self.ledger = DropLedger()
         self._in_tx = False
+        self._tx_deletes: list[tuple[str, tuple[int, ...]]] = []  # this transaction's deletions
+        self._redo: list[tuple[str, tuple[int, ...]]] = []  # of a transaction rolled back
+        self._resync = False  # totals, open batches and boots to read again from the file
+        self.rollbacks = 0
         self._open_sizes: dict[int, tuple[int, int]] = {}  # rows not closed: (bytes, readings)
         self._boots: dict[int, str] = {}
         self._ordinals: dict[str, int] = {}
@@ -152,15 +163,27 @@ class SpoolStore:
                 self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             elif version != SCHEMA_VERSION:
                 raise SpoolError(self.path, f"schema version {version}, expected {SCHEMA_VERSION}")
-            count, readings, nbytes = self._db.execute(
-                "SELECT COUNT(*), TOTAL(readings), TOTAL(length(payload)) FROM batches"
-            ).fetchone()
-            self.totals = SpoolTotals(int(count), int(readings), int(nbytes))
-            for ordinal, boot in self._db.execute("SELECT ordinal, boot FROM boots"):
-                self._boots[ordinal] = boot
-                self._ordinals[boot] = ordinal
+            self._read_state()
             for signal, reason, n in self._db.execute("SELECT signal, reason, count FROM drops"):
                 self.ledger.merge({signal: n}, reason)
+
+    def _read_state(self) -> None:
+        """Totals, open batches and boots as the file holds them."""
+        count, readings, nbytes = self._db.execute(
+            "SELECT COUNT(*), TOTAL(readings), TOTAL(length(payload)) FROM batches"
+        ).fetchone()
+        self.totals = SpoolTotals(int(count), int(readings), int(nbytes))
+        self._open_sizes = {
+            int(key): (int(nb), int(n))
+            for key, nb, n in self._db.execute(
+                "SELECT id, length(payload), readings FROM batches WHERE closed = 0"
+            )
+        }
+        self._boots.clear()
+        self._ordinals.clear()
+        for ordinal, boot in self._db.execute("SELECT ordinal, boot FROM boots"):
+            self._boots[ordinal] = boot
+            self._ordinals[boot] = ordinal
 
     @classmethod
     def open_or_quarantine(
@@ -195,17 +218,56 @@ class SpoolStore:
         try:
             yield
         except sqlite3.Error as exc:
+            if self._in_tx:
+                self._rolled_back()
             if is_corruption(exc):
                 raise SpoolCorruptError(self.path, f"{what}: {exc}") from exc
             raise SpoolError(self.path, f"{what}: {exc}") from exc
 
+    def _rolled_back(self) -> None:
+        """The pending transaction failed: make sure it is gone, and redo its deletions later."""
+        with contextlib.suppress(sqlite3.Error):
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+        self._in_tx = False
+        self._redo.extend(self._tx_deletes)  # kept until a commit succeeds
+        self._tx_deletes.clear()
+        self._resync = True
+        self.rollbacks += 1
+
+    def _begin(self) -> None:
+        if self._in_tx:
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        self._in_tx = True
+        if self._resync:
+            for sql, params in self._redo:
+                self._db.execute(sql, params)
+            for signal, reason, n in self.ledger.rows():
+                self._db.execute(
+                    "INSERT INTO drops(signal, reason, count) VALUES(?, ?, ?) ON CONFLICT(signal,"
+                    " reason) DO UPDATE SET count = excluded.count",
+                    (signal, reason, n),
+                )
+            self._read_state()
+
+    @property
+    def failed_since_commit(self) -> bool:
+        """Whether a transaction was rolled back and nothing was committed since."""
+        return self._resync
+
     def write(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
         """Run a write inside the pending transaction (opened on first use)."""
         with self._errors("write"):
-            if not self._in_tx:
-                self._db.execute("BEGIN IMMEDIATE")
-                self._in_tx = True
+            self._begin()
             return self._db.execute(sql, params)
+
+    def _delete(self, sql: str, params: tuple[int, ...]) -> None:
+        """A deletion, redone in the next transaction should this one be rolled back."""
+        with self._errors("write"):
+            self._begin()
+            self._tx_deletes.append((sql, params))
+            self._db.execute(sql, params)
 
     def query(self, sql: str, params: Any = ()) -> list[Any]:
         with self._errors("read"):
@@ -222,6 +284,9 @@ class SpoolStore:
         with self._errors("commit"):
             self._db.execute("COMMIT")
         self._in_tx = False
+        self._tx_deletes.clear()
+        self._redo.clear()
+        self._resync = False
         return True
 
     # -- boots -------------------------------------------------------------------------
@@ -258,7 +323,7 @@ class SpoolStore:
         ordinal = self._ordinals.pop(boot, None)
         if ordinal is not None:
             del self._boots[ordinal]
-            self.write("DELETE FROM boots WHERE ordinal = ?", (ordinal,))
+            self._delete("DELETE FROM boots WHERE ordinal = ?", (ordinal,))
 
     # -- batches -----------------------------------------------------------------------
 
@@ -319,9 +384,14 @@ class SpoolStore:
             (lo, hi),
         )[0]
         if count:
-            self.write("DELETE FROM batches WHERE id BETWEEN ? AND ?", (lo, hi))
+            self._delete("DELETE FROM batches WHERE id BETWEEN ? AND ?", (lo, hi))
             self._account_removed(int(count), int(readings), int(nbytes), lo, hi)
         return int(readings)
+
+    def shift_created(self, step_ms: int) -> None:
+        """The wall clock stepped by ``step_ms``: keep every batch's age as it was."""
+        if step_ms and self.totals.batches:
+            self.write("UPDATE batches SET created_ms = created_ms + ?", (step_ms,))
 
     def oldest_created_ms(self) -> int | None:
         rows = self.query("SELECT created_ms FROM batches ORDER BY id LIMIT 1")
@@ -373,12 +443,13 @@ class SpoolStore:
         removed_readings = removed_bytes = 0
         for key in keys:
             (payload,) = self.query("SELECT payload FROM batches WHERE id = ?", (key,))[0]
-            readings = _readings_decoder.decode(payload)
-            for r in readings:
-                counts[r.signal] = counts.get(r.signal, 0) + 1
-            removed_readings += len(readings)
+            rows = _rows_decoder.decode(payload)
+            for row in rows:
+                signal = str(row[0]) if row else "?"
+                counts[signal] = counts.get(signal, 0) + 1
+            removed_readings += len(rows)
             removed_bytes += len(payload)
-            self.write("DELETE FROM batches WHERE id = ?", (key,))
+            self._delete("DELETE FROM batches WHERE id = ?", (key,))
             ordinal, seq = split_key(key)
             upto[ordinal] = max(upto.get(ordinal, 0), seq)
         self.record_drops(counts, reason)
@@ -397,6 +468,12 @@ class SpoolStore:
                 (signal, reason.value, n),
             )
         self.ledger.merge(counts, reason.value)
+
+    def record_drops_later(self, counts: Mapping[str, int], reason: DropReason) -> None:
+        """Count readings given up while the file cannot be written: in the ledger now, in the
+        file with the next transaction (which writes the whole ledger back)."""
+        self.ledger.merge(counts, reason.value)
+        self._resync = True
 
     def _account_removed(self, batches: int, readings: int, nbytes: int, lo: int, hi: int) -> None:
         self.totals.batches -= batches

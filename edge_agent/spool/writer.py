@@ -1,5 +1,8 @@
 """Writes the current boot's batches into the spool: closed ones once, open ones whenever
-they grew (so every reading is in the next COMMIT, long before its batch is full)."""
+they grew (so every reading is in the next COMMIT, long before its batch is full).
+
+Closed batches are held here until their COMMIT succeeded: a transaction SQLite rolled back
+(disk full, I/O error) is written again from them and from the batcher's open batches."""
 
 from __future__ import annotations
 
@@ -16,37 +19,73 @@ encode_readings: Final = msgspec.json.Encoder().encode
 
 
 class BatchWriter:
-    """Remembers how much of each open batch is written, to skip unchanged ones."""
+    """Remembers what of the current transaction is written, and what is not yet committed."""
 
     def __init__(self) -> None:
         self._written_open: dict[int, int] = {}  # open seq -> readings written
+        self._unsaved: dict[int, tuple[TelemetryBatch, bytes, int]] = {}  # seq -> batch, created
+        self._written_closed: set[int] = set()  # unsaved seqs in the pending transaction
+        self.unsaved_bytes = 0
 
     def reset(self) -> None:
+        """A fresh spool file: nothing of it is written yet; closed batches not committed are
+        the caller's to account for (they were in the file that is gone)."""
         self._written_open.clear()
+        self._unsaved.clear()
+        self._written_closed.clear()
+        self.unsaved_bytes = 0
+
+    def lost(self) -> None:
+        """The pending transaction was rolled back: everything is to be written again."""
+        self._written_open.clear()
+        self._written_closed.clear()
+
+    def saved(self) -> None:
+        """The pending transaction was committed."""
+        self._unsaved.clear()
+        self._written_closed.clear()
+        self.unsaved_bytes = 0
+
+    def unsaved_seqs(self) -> list[int]:
+        return list(self._unsaved)
+
+    def unsaved_readings(self) -> int:
+        return sum(len(batch.readings) for batch, _, _ in self._unsaved.values())
+
+    def shift_created(self, step_ms: int) -> None:
+        """The wall clock stepped: held batches keep their age (as the spool's do)."""
+        for seq, (batch, payload, created) in self._unsaved.items():
+            self._unsaved[seq] = (batch, payload, created + step_ms)
+
+    def hold(self, closed: Iterable[TelemetryBatch], wall_ms: int) -> list[TelemetryBatch]:
+        """Keep closed batches until committed (without writing them); returns them."""
+        batches = list(closed)
+        for batch in batches:
+            payload = encode_readings(batch.readings)
+            self._unsaved[batch.seq] = (batch, payload, wall_ms)
+            self.unsaved_bytes += len(payload)
+        return batches
 
     def write(
-        self,
-        store: SpoolStore,
-        ordinal: int,
-        closed: Iterable[TelemetryBatch],
-        open_batches: Sequence[OpenBatch],
-        wall_ms: int,
-    ) -> tuple[list[int], list[int]]:
-        """Put the batches in the pending transaction; returns (closed seqs, open seqs)."""
-        closed_seqs: list[int] = []
-        for batch in closed:
+        self, store: SpoolStore, ordinal: int, open_batches: Sequence[OpenBatch], wall_ms: int
+    ) -> list[int]:
+        """Put held closed batches and grown open ones in the pending transaction; returns
+        the open seqs written."""
+        for seq, (batch, payload, created_ms) in self._unsaved.items():
+            if seq in self._written_closed:
+                continue
             store.put_batch(
                 ordinal,
                 batch.seq,
-                encode_readings(batch.readings),
+                payload,
                 len(batch.readings),
                 closed=True,
                 historical=batch.historical,
                 clock_step_ms=batch.clock_step_ms,
-                created_ms=wall_ms,
+                created_ms=created_ms,
             )
             self._written_open.pop(batch.seq, None)
-            closed_seqs.append(batch.seq)
+            self._written_closed.add(seq)
         opened: list[int] = []
         for ob in open_batches:
             if self._written_open.get(ob.seq) == len(ob.readings):
@@ -63,7 +102,7 @@ class BatchWriter:
             )
             self._written_open[ob.seq] = len(ob.readings)
             opened.append(ob.seq)
-        return closed_seqs, opened
+        return opened
 
 
 def count_by_signal(readings: Iterable[Reading]) -> dict[str, int]:

@@ -12,10 +12,13 @@ import os
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from edge_agent import agent as agent_module
 from edge_agent.agent import Agent
 from edge_agent.config import config_from_mapping
 from edge_agent.spool.store import SpoolStore
-from shared.messages import Quality, Reading
+from shared.messages import Alert, AlertState, Quality, Reading, Severity
 
 T0 = 1_790_000_000_000
 
@@ -93,6 +96,7 @@ async def test_old_batches_expire_by_age(tmp_path: Path) -> None:
     await feed(a, clock, 50)  # 20 closed batches, created over 5 s
     assert a.store.ledger.total() == 0
     clock.wall += 60_000 - 2_000  # the first ~3 s of batches are now over a minute old
+    clock.mono += 60_000 - 2_000  # (time passes: both clocks move)
     a.expire()
     await asyncio.sleep(0)
     expired = a.store.ledger.per_reason()["expired"]
@@ -123,3 +127,145 @@ async def test_a_spool_that_turns_corrupt_while_running_is_replaced(tmp_path: Pa
     assert status.drops_by_reason["spool_corrupt"] + status.spool.readings == 4 * 410
     a.store.close()
     SpoolStore(path).close()  # the fresh file is healthy
+
+
+async def test_a_step_of_the_wall_clock_does_not_expire_the_spool(tmp_path: Path) -> None:
+    clock = Clock()
+    a = agent(tmp_path, clock, max_age_s=3600)
+    await feed(a, clock, 50)
+    clock.wall += 31 * 86_400_000  # a bogus NTP answer: a month ahead, no time passed
+    a.expire()
+    await asyncio.sleep(0)
+    assert a.store.ledger.total() == 0
+    assert a.store.totals.readings == 200
+    assert a.clock_steps == 1
+    clock.wall -= 31 * 86_400_000  # corrected again; then an hour really passes
+    clock.wall += 3_601_000
+    clock.mono += 3_601_000
+    a.expire()
+    await asyncio.sleep(0)
+    assert a.store.ledger.per_reason() == {"expired": 200}
+    a.store.close()
+
+
+async def wait_for(predicate: Any, timeout_s: float = 10.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not predicate():
+        assert loop.time() < deadline, "timed out"
+        await asyncio.sleep(0.02)
+
+
+def disk_full(a: Agent, full: bool) -> None:
+    """A real SQLITE_FULL: the file may not grow past the pages it has (per connection)."""
+    if full:
+        (pages,) = a.store.query("PRAGMA page_count")[0]
+        a.store.query(f"PRAGMA max_page_count={pages}")
+    else:
+        a.store.query("PRAGMA max_page_count=1073741823")
+
+
+async def test_a_full_disk_holds_readings_in_memory_and_loses_none(tmp_path: Path) -> None:
+    clock = Clock()
+    a = agent(tmp_path, clock)
+    await feed(a, clock, 20)
+    disk_full(a, True)
+    await feed(a, clock, 300)  # 1,200 readings that do not fit
+    status = a.snapshot().spool
+    assert (status.writable, status.write_errors > 0, status.held_bytes > 0) == (False, True, True)
+    assert "full" in (status.last_write_error or "")
+    assert status.readings < 1200  # they are not in the file
+    disk_full(a, False)
+    await wait_for(lambda: a.store.totals.readings == 4 * 320)  # the retry wrote them
+    assert a.snapshot().spool.writable
+    assert a.store.ledger.total() == 0
+    seqs = [a.store.fetch(a.ordinal, seq) for seq in range(1, 4 * 320 // 10 + 1)]
+    assert all(b is not None for b in seqs)  # every batch, none missing
+    await feed(a, clock, 5)  # and the data path goes on
+    assert a.store.totals.readings == 4 * 325
+    a.store.close()
+    again = SpoolStore(tmp_path / "spool.db")
+    assert again.totals.readings == 4 * 325  # committed, not only in memory
+    again.close()
+
+
+async def test_past_the_memory_bound_a_full_disk_refuses_readings_and_counts_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(agent_module, "UNSAVED_MAX_BYTES", 2000)
+    clock = Clock()
+    a = agent(tmp_path, clock)
+    await feed(a, clock, 10)
+    disk_full(a, True)
+    await feed(a, clock, 300)
+    refused = a.store.ledger.per_reason().get("spool_error", 0)
+    assert refused > 0
+    disk_full(a, False)
+    await wait_for(lambda: a.store.totals.readings + refused == 4 * 310)
+    assert a.birth().dropped == a.store.ledger.per_signal()
+    a.store.close()
+    again = SpoolStore(tmp_path / "spool.db")  # the counts reached the file too
+    assert again.ledger.per_reason() == {"spool_error": refused}
+    again.close()
+
+
+def alert(alert_id: str) -> Alert:
+    return Alert(
+        id=alert_id,
+        rule="stockout-risk",
+        severity=Severity.CRITICAL,
+        state=AlertState.ACTIVE,
+        subject="A-113",
+        title="A-113 runs out in 20 h",
+        raised=T0,
+        updated=T0,
+    )
+
+
+async def test_an_operator_ack_made_while_the_disk_is_full_reaches_the_spool(
+    tmp_path: Path,
+) -> None:
+    clock = Clock()
+    a = agent(tmp_path, clock)
+    a.on_alert(alert("a1"))
+    await feed(a, clock, 2)
+    disk_full(a, True)
+    await feed(a, clock, 50)
+    a.acknowledge("a1", "maria", "on it")
+    assert [p.alert for p in a.alerts.pending_acks()] == ["a1"]
+    disk_full(a, False)
+    await wait_for(lambda: not a.store.failed_since_commit and a.spool_errors > 0)
+    await feed(a, clock, 1)
+    a.store.close()
+    again = SpoolStore(tmp_path / "spool.db")
+    assert [row[0] for row in again.query("SELECT alert FROM alert_acks")] == ["a1"]
+    again.close()
+
+
+async def test_alerts_and_operator_acks_survive_a_spool_replaced_after_corruption(
+    tmp_path: Path,
+) -> None:
+    clock = Clock()
+    a = agent(tmp_path, clock)
+    a.on_alert(alert("a1"))
+    await feed(a, clock, 100)
+    a.acknowledge("a1", "maria", "on it")  # not yet delivered: no broker here
+    await feed(a, clock, 1)
+    a.store.query("PRAGMA wal_checkpoint(TRUNCATE)")
+    a.store.query("PRAGMA cache_size=1")
+    path = a.store.path
+    size = path.stat().st_size
+    with path.open("r+b") as f:
+        f.seek(4096)
+        f.write(os.urandom(size - 4096))
+    a.expire()
+    await feed(a, clock, 2)
+    assert a.snapshot().spool.corrupt_at_runtime == 1
+    assert [x.id for x in a.active_alerts()] == ["a1"]  # what the andon light reads
+    assert a.active_alerts()[0].acked
+    assert [p.alert for p in a.alerts.pending_acks()] == ["a1"]
+    a.store.close()
+    fresh = SpoolStore(path)
+    assert [row[0] for row in fresh.query("SELECT id FROM alerts")] == ["a1"]
+    assert [row[0] for row in fresh.query("SELECT alert FROM alert_acks")] == ["a1"]
+    fresh.close()

@@ -127,6 +127,24 @@ def test_backlog_is_rate_limited_in_readings() -> None:
     assert live.historical is False
 
 
+def test_a_historical_batch_of_the_current_boot_waits_for_the_rate_limit() -> None:
+    o = outbox(rate=100)  # a CSV back-fill closes historical batches while connected
+    o.on_connect()
+    for seq in (1, 2, 3):
+        o.committed(seq, historical=True)
+    first = o.next_send(0)
+    assert first is not None
+    assert first.historical
+    o.on_puback()
+    o.charge(100, 0)  # the burst is spent
+    assert o.next_send(0) is None  # not sent as live data, all at once
+    o.committed(4)  # a live batch still goes at once, and first
+    live = o.next_send(0)
+    assert live is not None
+    assert (live.seq, live.historical) == (4, False)
+    assert o.stats.live_sent == 1
+
+
 def test_ack_frees_and_moves_first_unacked() -> None:
     o = outbox()
     o.on_connect()

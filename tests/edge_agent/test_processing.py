@@ -146,10 +146,17 @@ def test_timestamps_never_repeat_or_go_back() -> None:
 
 def test_restart_floor_keeps_a_backwards_clock_from_overwriting_points() -> None:
     p = processor()
-    p.restore({}, ts_floor_ms=T0 + 60_000)  # before the restart we published up to here
+    p.restore({}, ts_floor_ms=T0 + 6_000)  # before the restart we published up to here
     (r,) = p.process([Reading("s1", T0, 1.0)], 0)
-    assert r.ts == T0 + 60_001
+    assert r.ts == T0 + 6_001
     assert r.quality == Quality.UNCERTAIN
+
+
+def test_restart_floor_far_ahead_is_a_clock_jump_not_a_bump() -> None:
+    p = processor()
+    p.restore({}, ts_floor_ms=T0 + 60_000)
+    (r,) = p.process([Reading("s1", T0, 1.0)], 0)
+    assert (r.ts, r.quality) == (T0, Quality.UNCERTAIN)  # kept as stamped, flagged
 
 
 def test_backfill_signals_are_exempt_from_the_restart_floor() -> None:
