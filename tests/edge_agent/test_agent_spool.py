@@ -105,17 +105,24 @@ async def test_old_batches_expire_by_age(tmp_path: Path) -> None:
     a.store.close()
 
 
-async def test_a_spool_that_turns_corrupt_while_running_is_replaced(tmp_path: Path) -> None:
-    clock = Clock()
-    a = agent(tmp_path, clock)
-    await feed(a, clock, 400)  # 160 batches
+def damage(a: Agent) -> int:
+    """Overwrite every page of the spool file but the first (the header); returns its size."""
     a.store.query("PRAGMA wal_checkpoint(TRUNCATE)")
     a.store.query("PRAGMA cache_size=1")  # every read goes to the file
     path = a.store.path
     size = path.stat().st_size
-    with path.open("r+b") as f:  # damage every page but the first (the header)
+    with path.open("r+b") as f:
         f.seek(4096)
         f.write(os.urandom(size - 4096))
+    return size
+
+
+async def test_a_spool_that_turns_corrupt_while_running_is_replaced(tmp_path: Path) -> None:
+    clock = Clock()
+    a = agent(tmp_path, clock)
+    await feed(a, clock, 400)  # 160 batches
+    path = a.store.path
+    size = damage(a)
     a.expire()  # reads the oldest rows: SQLite reports corruption
     await feed(a, clock, 10)
     status = a.snapshot()
@@ -251,13 +258,8 @@ async def test_alerts_and_operator_acks_survive_a_spool_replaced_after_corruptio
     await feed(a, clock, 100)
     a.acknowledge("a1", "maria", "on it")  # not yet delivered: no broker here
     await feed(a, clock, 1)
-    a.store.query("PRAGMA wal_checkpoint(TRUNCATE)")
-    a.store.query("PRAGMA cache_size=1")
     path = a.store.path
-    size = path.stat().st_size
-    with path.open("r+b") as f:
-        f.seek(4096)
-        f.write(os.urandom(size - 4096))
+    damage(a)
     a.expire()
     await feed(a, clock, 2)
     assert a.snapshot().spool.corrupt_at_runtime == 1
