@@ -10,6 +10,11 @@ committed to the spool long before its batch is full).
 Two lanes: live readings, and ``historical`` ones (a CSV back-fill), which must travel in
 batches flagged historical so they never raise live alerts. Each lane has at most one open
 batch. Readings come out exactly once, in the order they went in (per lane).
+
+A batch is also closed before it could pass what the cloud accepts (``shared.codec``:
+``MAX_READINGS``, and ``MAX_PAYLOAD_BYTES`` counted as the largest envelope plus each
+reading's encoding): a batch the cloud refused as a whole would lose all its readings to the
+dead letters.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from shared.codec import ENVELOPE_MAX_BYTES, MAX_PAYLOAD_BYTES, MAX_READINGS, reading_size
 from shared.messages import Reading, TelemetryBatch
 
 
@@ -25,6 +31,7 @@ class _Lane:
     historical: bool
     seq: int | None = None  # seq of the open batch
     readings: list[Reading] = field(default_factory=list)
+    size: int = ENVELOPE_MAX_BYTES - 1  # bound on the open batch's encoded size
     opened_ms: int | None = None  # when the first pending reading arrived
     clock_step_ms: int = 0  # largest wall-clock step seen since the last batch of this lane
 
@@ -109,13 +116,18 @@ class Batcher:
         """Add readings; return the batches this closes (by age first, then by size)."""
         out = self.poll(now_ms)
         lane = self._lanes[1 if historical else 0]
+        max_readings = min(self.max_readings, MAX_READINGS)
         for reading in readings:
+            size = reading_size(reading) + 1  # and a comma (exact but for the first reading)
+            if lane.readings and lane.size + size > MAX_PAYLOAD_BYTES:
+                out.append(self._close(lane))  # the cloud would refuse it whole
             if lane.seq is None:
                 lane.seq = self._next_seq
                 self._next_seq += 1
                 lane.opened_ms = now_ms
             lane.readings.append(reading)
-            if len(lane.readings) >= self.max_readings:
+            lane.size += size
+            if len(lane.readings) >= max_readings:
                 out.append(self._close(lane))
         return out
 
@@ -143,6 +155,7 @@ class Batcher:
         )
         lane.seq = None
         lane.readings = []
+        lane.size = ENVELOPE_MAX_BYTES - 1
         lane.opened_ms = None
         lane.clock_step_ms = 0
         return batch

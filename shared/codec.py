@@ -24,6 +24,11 @@ from shared.messages import Quality, Reading, Seq, TelemetryBatch
 T = TypeVar("T")
 
 _DAY_MS: Final = 86_400_000
+#: The largest telemetry payload the cloud accepts by default (``Limits.max_payload_bytes``);
+#: the edge batcher closes a batch before its encoding could pass it.
+MAX_PAYLOAD_BYTES: Final = 1_048_576
+#: The most readings one batch may carry by default (``Limits.max_readings``).
+MAX_READINGS: Final = 10_000
 _KNOWN_IDS_MAX: Final = 1_000_000  # bounds the cache of valid signal ids (about 100 MB worst case)
 
 
@@ -31,8 +36,8 @@ _KNOWN_IDS_MAX: Final = 1_000_000  # bounds the cache of valid signal ids (about
 class Limits:
     """Bounds on what the cloud accepts; defaults suit a gateway spooling for weeks."""
 
-    max_payload_bytes: int = 1_048_576
-    max_readings: int = 10_000
+    max_payload_bytes: int = MAX_PAYLOAD_BYTES
+    max_readings: int = MAX_READINGS
     max_past_ms: int = 35 * _DAY_MS  # device time may lag receive time this much (spool replay)
     max_future_ms: int = 5 * 60_000  # ... and lead it this much (clock skew)
 
@@ -327,3 +332,87 @@ _reading_encoder: Final = msgspec.json.Encoder()
 
 def encode_reading(reading: Reading) -> bytes:
     return _reading_encoder.encode(reading)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchIdentity:
+    """Which batch a payload is (gateway, boot, seq), read even when the batch is refused."""
+
+    gateway: str
+    boot: str
+    seq: int
+    first_unacked: int = 1
+
+
+class _Identity(msgspec.Struct, frozen=True):
+    gateway: Id
+    boot: Id
+    seq: Seq
+    first_unacked: Any = 1  # judged in Python: a bad one must not hide the identity
+
+
+_identity_decoder: Final = msgspec.json.Decoder(_Identity)
+_SEQ_MAX: Final = 2**63 - 1
+
+
+def batch_identity(payload: bytes) -> BatchIdentity | None:
+    """The identity of a telemetry payload refused as a whole, if it names a valid one.
+
+    Only ``gateway``, ``boot`` and ``seq`` must be valid (every other field is ignored, so an
+    oversized batch, one with too many readings or a bad envelope field is still identified);
+    an invalid ``first_unacked`` counts as 1 (nothing assumed acked). ``None`` when the payload
+    is not a JSON object or any of the three is missing or invalid.
+    """
+    ident: _Identity | None
+    try:
+        ident = _identity_decoder.decode(payload)
+    except msgspec.ValidationError:
+        return None
+    except msgspec.DecodeError:
+        ident = _identity_from_lenient_json(payload)
+    except RecursionError:
+        return None
+    if ident is None:
+        return None
+    first = ident.first_unacked
+    if type(first) is not int or not 0 <= first <= _SEQ_MAX:
+        first = 1
+    return BatchIdentity(ident.gateway, ident.boot, ident.seq, first)
+
+
+def _identity_from_lenient_json(payload: bytes) -> _Identity | None:
+    """For JSON with the NaN/Infinity tokens some writers emit (see ``_salvage_malformed``)."""
+    if b"NaN" not in payload and b"Infinity" not in payload:
+        return None
+    try:
+        doc = json.loads(payload)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(doc, dict):
+        return None
+    try:
+        return msgspec.convert(doc, _Identity)
+    except msgspec.ValidationError:
+        return None
+
+
+#: An upper bound on the encoded size of a telemetry batch without its readings, whatever
+#: its ids, seqs and flags (valid ids are at most 64 ASCII characters).
+ENVELOPE_MAX_BYTES: Final = len(
+    encode(
+        TelemetryBatch(
+            gateway="x" * 64,
+            boot="x" * 64,
+            seq=_SEQ_MAX,
+            readings=[],
+            first_unacked=_SEQ_MAX,
+            historical=False,
+            clock_step_ms=-(2**63),
+        )
+    )
+)
+
+
+def reading_size(reading: Reading) -> int:
+    """Bytes of ``reading`` in an encoded batch (plus a comma unless it is the first)."""
+    return len(encode_reading(reading))

@@ -269,6 +269,14 @@ class HealthCore:
                 )
         return rows
 
+    def unsaved(self, signals: Iterable[SignalActivity]) -> None:
+        """Rows taken by :meth:`take_dirty` / :meth:`take_activity` that could not be saved:
+        pending again, so the next save carries them (with their values as of then)."""
+        for s in signals:
+            gw = self._gateways.get((s.site, s.gateway))
+            if gw is not None and s.signal in gw.signals:
+                self._dirty.add((s.site, s.gateway, s.signal))
+
     def _row(self, site: str, gateway: str, name: str) -> SignalActivity | None:
         gw = self._gateways[(site, gateway)]
         sig = gw.signals.get(name)

@@ -20,7 +20,7 @@ from cloud_service.ingest.peers import StoredReport, StreamReport
 from cloud_service.ingest.points import PointMapper
 from cloud_service.ingest.records import BirthRecord, StateRecord
 from cloud_service.ingest.sequence import SequenceTracker
-from shared.codec import Limits, MessageDecoder, TelemetryDecoder
+from shared.codec import Limits, MessageDecoder, TelemetryDecoder, batch_identity
 from shared.errors import ContractError, Reason
 from shared.ids import is_valid_id
 from shared.messages import Ack, Birth, State, TelemetryBatch
@@ -51,6 +51,9 @@ class BatchRef:
     historical: bool = False
     latest: dict[str, int] = field(default_factory=dict)  # signal -> newest device time
     received_ms: int = 0
+    #: Refused as a whole and dead-lettered: its seq is settled (acked) with no readings, and
+    #: it says nothing about the gateway's health.
+    refused: bool = False
 
 
 @dataclass(slots=True)
@@ -132,9 +135,14 @@ class IngestCore:
     def _one(self, m: Inbound, out: Prepared) -> None:
         address = self.scheme.parse(m.topic)
         if address.channel is Channel.TELEMETRY:
-            decoded = self._telemetry.decode(
-                m.payload, now_ms=m.received_ms, expect_gateway=address.gateway
-            )
+            try:
+                decoded = self._telemetry.decode(
+                    m.payload, now_ms=m.received_ms, expect_gateway=address.gateway
+                )
+            except ContractError as exc:
+                if exc.reason is not Reason.TOPIC_MISMATCH:
+                    self._settle_refused(address.site, address.gateway, m, out)
+                raise
             batch = decoded.batch
             for r in decoded.rejected:
                 out.dead.append(
@@ -177,6 +185,30 @@ class IngestCore:
             out.states.append(StateRecord(address.site, address.gateway, state, m.received_ms))
         else:
             raise ContractError(Reason.BAD_TOPIC, f"ingest does not take {address.channel.value!r}")
+
+    def _settle_refused(self, site: str, gateway: str, m: Inbound, out: Prepared) -> None:
+        """A batch refused as a whole still takes its seq, so the contiguous ack moves past it.
+
+        Its raw bytes and reason go to the dead letters (nothing is lost); without this the
+        gateway's ack would stall below the seq forever, re-sending a batch that is refused
+        again. Only when the payload names a valid gateway, boot and seq and the gateway is
+        the topic's (a batch for another gateway's topic settles nothing).
+        """
+        ident = batch_identity(m.payload)
+        if ident is None or ident.gateway != gateway:
+            return
+        out.batches.append(
+            BatchRef(
+                site,
+                gateway,
+                ident.boot,
+                ident.seq,
+                ident.first_unacked,
+                0,
+                received_ms=m.received_ms,
+                refused=True,
+            )
+        )
 
     def learn(self, site: str, birth: Birth) -> None:
         """A gateway's catalog (from a birth, or from the registry at start-up)."""

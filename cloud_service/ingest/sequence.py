@@ -159,6 +159,13 @@ class SequenceTracker:
         self._dirty.clear()
         return out
 
+    def unsaved(self, snapshots: Iterable[StreamSnapshot]) -> None:
+        """Snapshots taken by :meth:`take_dirty` that could not be saved: pending again."""
+        for snap in snapshots:
+            key = (snap.gateway, snap.boot)
+            if key in self._streams:
+                self._dirty.add(key)
+
     def snapshot(self, gateway: str, boot: str, now_ms: int = 0) -> StreamSnapshot | None:
         return self._snapshot((gateway, boot), now_ms) if (gateway, boot) in self._streams else None
 

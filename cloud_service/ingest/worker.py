@@ -95,6 +95,9 @@ class IngestWorker:
         self._inbox: collections.deque[Inbound] = collections.deque()
         self._wakeup = asyncio.Event()
         self._high_water = settings.mqtt.receive_maximum
+        # paho's thread resumes reading once fewer than this wait: half the high-water mark,
+        # but at least 1 (an empty inbox), so every receive_maximum >= 1 can resume.
+        self._low_water = max(1, self._high_water // 2)
         self._room = threading.Event()  # cleared while the inbox is over the high-water mark
         self._room.set()
         self._closing = False
@@ -151,7 +154,7 @@ class IngestWorker:
             # Not reading the socket is the back-pressure; wake up now and then to notice a
             # shutdown (keepalive pings wait meanwhile: a long stall ends in a reconnect,
             # and the broker redelivers whatever was not acked).
-            while len(self._inbox) >= self._high_water // 2 and not self._closing:
+            while len(self._inbox) >= self._low_water and not self._closing:
                 self._room.wait(0.5)
 
     # -- asyncio side --------------------------------------------------------------------
@@ -201,7 +204,7 @@ class IngestWorker:
 
     def _take(self) -> Inbound:
         m = self._inbox.popleft()
-        if not self._room.is_set() and len(self._inbox) < self._high_water // 2:
+        if not self._room.is_set() and len(self._inbox) < self._low_water:
             self._room.set()
         return m
 
@@ -244,7 +247,8 @@ class IngestWorker:
                 if getter is not None and getter.done():
                     prepared = getter.result()
                     getter = None
-                    task = asyncio.create_task(self.persister.persist(prepared))
+                    after = inflight[-1][1] if inflight else None  # registry order
+                    task = asyncio.create_task(self.persister.persist(prepared, after))
                     inflight.append((prepared, task))
                 while inflight and inflight[0][1].done():
                     prepared, task = inflight.popleft()
@@ -296,6 +300,8 @@ class IngestWorker:
         for s in prepared.states:
             events += self.health.state(s.site, s.gateway, s.state.state, now)
         for batch in prepared.batches:
+            if batch.refused:
+                continue
             events += self.health.seen(
                 batch.site,
                 batch.gateway,
@@ -335,12 +341,18 @@ class IngestWorker:
 
     async def flush(self, registry: ActivityWriter, *, activity: bool = False) -> None:
         """Save health status changes, gateway last-seen and sequence state; with
-        ``activity`` also every signal's last-seen time (a bigger, rarer save)."""
+        ``activity`` also every signal's last-seen time (a bigger, rarer save). What a failed
+        save did not store stays pending for the next one (the error propagates)."""
         gateways, signals = self.health.take_dirty()
         if activity:
             signals += self.health.take_activity()
         streams = self.core.tracker.take_dirty(now_ms())
-        await registry.save_activity(gateways, signals, streams)
+        try:
+            await registry.save_activity(gateways, signals, streams)
+        except BaseException:
+            self.health.unsaved(signals)
+            self.core.tracker.unsaved(streams)
+            raise
 
 
 def _qos(qos: int) -> SubscribeOptions:

@@ -99,8 +99,15 @@ class Persister:
         self.points_written = 0
         self._rng = random.Random()  # noqa: S311 - backoff jitter, not cryptography
 
-    async def persist(self, prepared: Prepared) -> None:
-        """Return once everything in ``prepared`` is durable (lines, letters, records)."""
+    async def persist(self, prepared: Prepared, after: asyncio.Future[Any] | None = None) -> None:
+        """Return once everything in ``prepared`` is durable (lines, letters, records).
+
+        ``after``: the persist of the write received before this one, when it may still be
+        running. Lines and dead letters are stored concurrently with it, but births and states
+        only once it is done, so they reach the registry in arrival order: a later state is
+        never overwritten by an earlier one that was slower to store its lines. (The registry
+        also refuses records older than its row, for several workers.)
+        """
         if prepared.lines:
             written = await self._retrying(TIMESERIES, lambda: self._write_lines(prepared))
             self.points_written += written
@@ -112,6 +119,8 @@ class Persister:
                 log.info(
                     "dead letter %s on %s: %s", letter.reason.value, letter.topic, letter.detail
                 )
+        if after is not None and not after.done():
+            await asyncio.wait({after})  # (never cancels it; done even if it failed)
         if self.registry is not None and (prepared.births or prepared.states):
             registry = self.registry
             await self._retrying(

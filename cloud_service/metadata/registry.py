@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import and_, bindparam, select, update
+from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.schema import Table
@@ -20,7 +20,7 @@ from cloud_service.ingest.records import BirthRecord, GatewayActivity, SignalAct
 from cloud_service.ingest.sequence import StreamSnapshot as StreamRow
 from cloud_service.metadata.guard import guard
 from cloud_service.metadata.schema import gateways, sequence_streams, signals
-from shared.messages import Birth, SignalKind, SignalSpec
+from shared.messages import Birth, GatewayState, SignalKind, SignalSpec
 
 
 class SqlRegistry:
@@ -30,7 +30,15 @@ class SqlRegistry:
 
     # -- writes ---------------------------------------------------------------------------
     async def record(self, births: Sequence[BirthRecord], states: Sequence[StateRecord]) -> None:
-        """Births and states of one write cycle, in one transaction."""
+        """Births and states of one write cycle, in one transaction.
+
+        Each applies only if it is not older than what the row holds, so a write that reaches
+        the store late (two writes in flight, several workers) cannot put an older state or
+        birth back: a state by its ``ts`` (``state_ms``), a birth by its boot's
+        ``started_ms``, then its receive time. One exception: the MQTT will (*offline*) of a
+        boot is stamped when the gateway connects, before the *online* it overrides, so an
+        *offline* of the boot the row holds replaces that boot's *online* whatever its ``ts``.
+        """
         if not births and not states:
             return
         with guard("registry record", self._backend):
@@ -38,13 +46,34 @@ class SqlRegistry:
                 for b in births:
                     await self._birth(conn, b)
                 for s in states:
-                    row = {
-                        "site": s.site,
-                        "gateway": s.gateway,
-                        "state": s.state.state.value,
-                        "state_ms": s.state.ts,
-                    }
-                    await self._upsert(conn, gateways, [row], ("site", "gateway"))
+                    await self._state(conn, s)
+
+    def _insert(self, table: Table, row: dict[str, Any]) -> Any:
+        dialect = postgresql if self._backend == "postgresql" else sqlite
+        return dialect.insert(table).values(row)
+
+    async def _state(self, conn: AsyncConnection, rec: StateRecord) -> None:
+        row = {
+            "site": rec.site,
+            "gateway": rec.gateway,
+            "state": rec.state.state.value,
+            "state_ms": rec.state.ts,
+        }
+        stmt = self._insert(gateways, row)
+        new, old = stmt.excluded, gateways.c
+        offline, online = GatewayState.OFFLINE.value, GatewayState.ONLINE.value
+        newer = or_(
+            old.state_ms.is_(None),
+            new.state_ms >= old.state_ms,
+            and_(new.state == offline, old.state == online, old.boot == rec.state.boot),
+        )
+        await conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["site", "gateway"],
+                set_={"state": new.state, "state_ms": new.state_ms},
+                where=newer,
+            )
+        )
 
     async def _birth(self, conn: AsyncConnection, rec: BirthRecord) -> None:
         b = rec.birth
@@ -58,7 +87,23 @@ class SqlRegistry:
             "birth_ms": rec.received_ms,
             "dropped": sum(b.dropped.values()),
         }
-        await self._upsert(conn, gateways, [row], ("site", "gateway"))
+        stmt = self._insert(gateways, row)
+        new, old = stmt.excluded, gateways.c
+        newer = or_(
+            old.started_ms.is_(None),
+            new.started_ms > old.started_ms,
+            and_(
+                new.started_ms == old.started_ms,
+                or_(old.birth_ms.is_(None), new.birth_ms >= old.birth_ms),
+            ),
+        )
+        upsert = stmt.on_conflict_do_update(
+            index_elements=["site", "gateway"],
+            set_={c: new[c] for c in row if c not in ("site", "gateway")},
+            where=newer,
+        ).returning(old.site)
+        if (await conn.execute(upsert)).first() is None:
+            return  # an older birth than the one recorded: its catalog is older too
         await conn.execute(
             update(signals)
             .where(and_(signals.c.site == rec.site, signals.c.gateway == b.gateway))

@@ -10,6 +10,13 @@ Facts of the InfluxDB 1.x parser behind the rules (checked against influxd 1.6.7
 
 * A space, comma or ``=`` preceded by a backslash counts as escaped, whatever precedes the
   backslash, so a name or tag value *ending* in ``\\`` cannot be written: refused.
+* In a measurement name or a field key, a backslash *before* a space, comma, ``=`` or ``"``
+  is not kept: influxd stores ``a\\=b`` as ``a=b`` (another name, silently) or refuses the
+  whole body (``invalid field format``); no escaping of ours writes it. Refused. Tag keys and
+  tag values keep such a backslash, but influxd finds line ends with a simpler scan (any
+  ``\\x`` is a pair; a bare space starts the fields, where ``"`` after ``=`` opens a quote):
+  a series key that scan would open a quote in would swallow the next line. Refused, and a
+  line whose string field would do it too (:func:`_check_line_scan`).
 * A line whose measurement starts with ``#`` is a comment: accepted with 204 and dropped.
 * Empty tag values are refused by the server; we omit the tag (InfluxDB's "no tag").
 * ``time`` is refused as a tag or field key ("partial write ... dropped=1").
@@ -43,6 +50,7 @@ TIME_BOUNDS: Final[Mapping[str, tuple[int, int]]] = {
     p: (-(-MIN_TIME_NS // f), MAX_TIME_NS // f) for p, f in _NS_PER.items()
 }
 _ASCII_CONTROL: Final = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_BACKSLASH_BEFORE_SPECIAL: Final = re.compile(r'\\[ ,="]')
 INT_MIN: Final = -(2**63)
 INT_MAX: Final = 2**63 - 1
 
@@ -80,6 +88,15 @@ def _check_name(value: object, what: str) -> str:
     return text
 
 
+def _check_no_backslash_escape(text: str, what: str) -> None:
+    """Measurement names and field keys: influxd drops a backslash before `` ,="``."""
+    if "\\" in text and _BACKSLASH_BEFORE_SPECIAL.search(text):
+        raise LineProtocolError(
+            f"{what} {text!r} has a backslash before a space, comma, '=' or '\"'"
+            " (InfluxDB would store another name or refuse the line)"
+        )
+
+
 def _escape_tag_like(text: str) -> str:
     # Plain ``in`` + ``replace`` beats ``str.translate`` on the short strings seen here.
     if "," in text:
@@ -93,6 +110,7 @@ def _escape_tag_like(text: str) -> str:
 
 def escape_measurement(name: str) -> str:
     text = _check_name(name, "measurement")
+    _check_no_backslash_escape(text, "measurement")
     if text.startswith("#"):
         raise LineProtocolError(f"measurement {text!r} starts with '#' (a comment line)")
     if "," in text:
@@ -103,10 +121,13 @@ def escape_measurement(name: str) -> str:
 
 
 def escape_key(name: str, what: str = "key") -> str:
-    """Escape a tag key or field key; ``time`` is reserved by InfluxDB."""
+    """Escape a tag key or field key; ``time`` is reserved by InfluxDB. A ``what`` other than
+    ``"tag key"`` is taken for a field key (stricter: see the module notes)."""
     text = _check_name(name, what)
     if text == "time":
         raise LineProtocolError(f"{what} 'time' is reserved by InfluxDB")
+    if what != "tag key":
+        _check_no_backslash_escape(text, what)
     return _escape_tag_like(text)
 
 
@@ -168,6 +189,45 @@ def check_time(ts: int, precision: str = "ms") -> int:
     return ts
 
 
+def _scan(
+    text: str, fields: bool, equals: int, commas: int, quoted: bool
+) -> tuple[bool, int, int, bool, bool]:
+    """influxd 1.6.7's ``scanLine`` over ``text`` (followed by more bytes): its state after,
+    and whether it toggled a quote."""
+    toggled = False
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == "\\":
+            i += 2
+            continue
+        if c == " ":
+            fields = True
+        if fields:
+            if not quoted and c == "=":
+                equals += 1
+            elif not quoted and c == ",":
+                commas += 1
+            elif c == '"' and equals > commas:
+                quoted = not quoted
+                toggled = True
+        i += 1
+    return fields, equals, commas, quoted, toggled
+
+
+def _check_line_scan(key: str, field_str: str) -> None:
+    """Refuse a line influxd would not end at its newline (see the module notes)."""
+    fields, equals, commas, quoted, toggled = _scan(key, False, 0, 0, False)
+    if toggled:
+        raise LineProtocolError(
+            f"series {key!r}: its backslashes would make InfluxDB read a quote and join lines"
+        )
+    if fields and '"' in field_str and _scan(" " + field_str, fields, equals, commas, quoted)[3]:
+        raise LineProtocolError(
+            f"series {key!r} with fields {field_str!r}: InfluxDB would join the next line"
+        )
+
+
 def series_key(measurement: str, tags: Mapping[str, str]) -> str:
     """``measurement,k1=v1,k2=v2`` escaped, tags sorted by key, empty tag values omitted."""
     parts = [escape_measurement(measurement)]
@@ -181,11 +241,15 @@ def series_key(measurement: str, tags: Mapping[str, str]) -> str:
         joined.encode("utf-8")
     except UnicodeEncodeError as exc:
         raise LineProtocolError(f"series {joined!r} is not valid Unicode: {exc}") from None
+    if "\\\\" in joined:  # only a backslash of the input can mislead influxd's line scan
+        _check_line_scan(joined, "")
     return joined
 
 
 def line(series_key: str, field_str: str, ts: int, precision: str = "ms") -> str:
     """Assemble one line from a pre-escaped series key and field set."""
+    if '"' in field_str and "\\\\" in series_key:
+        _check_line_scan(series_key, field_str)
     return f"{series_key} {field_str} {check_time(ts, precision)}"
 
 
