@@ -51,7 +51,19 @@ def _key_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     actions = keys.add_subparsers(dest="action", required=True)
     create = actions.add_parser("create", help="create a key and print its token (only now)")
     create.add_argument("name")
-    create.add_argument("--scope", choices=[s.value for s in Scope], default=Scope.READ.value)
+    create.add_argument(
+        "--scope",
+        choices=[s.value for s in Scope],
+        default=Scope.READ.value,
+        help="read < ack (acknowledge, shelve) < admin (replace rules and plans); default read",
+    )
+    create.add_argument(
+        "--site",
+        action="append",
+        default=[],
+        dest="sites",
+        help="restrict the key to this site (repeat for several; none: every site)",
+    )
     actions.add_parser("list", help="list keys (never their tokens)")
     revoke = actions.add_parser("revoke", help="revoke a key at once")
     revoke.add_argument("name")
@@ -97,7 +109,8 @@ def _key_line(key: ApiKey) -> str:
         return iso(ms) or "-"
 
     state = f"revoked {when(key.revoked_ms)}" if key.revoked_ms else "active"
-    return (f"{key.name:<24} {key.scope.value:<5} created {when(key.created_ms)}  "
+    sites = ",".join(sorted(key.sites)) or "*"
+    return (f"{key.name:<24} {key.scope.value:<5} sites {sites}  created {when(key.created_ms)}  "
             f"last used {when(key.last_used_ms)}  {state}")  # fmt: skip
 
 
@@ -106,10 +119,12 @@ async def _api_key(args: argparse.Namespace) -> None:
     try:
         keys = SqlApiKeyStore(store.engine)
         if args.action == "create":
-            key, token = await keys.create(args.name, args.scope)
+            key, token = await keys.create(args.name, args.scope, args.sites)
             print(token)
-            print(f"API key {key.name!r} ({key.scope.value}): the token above is shown only "
-                  "once; send it as 'Authorization: Bearer <token>'", file=sys.stderr)  # fmt: skip
+            where = ", ".join(sorted(key.sites)) or "every site"
+            print(f"API key {key.name!r} ({key.scope.value}, {where}): the token above is "
+                  "shown only once; send it as 'Authorization: Bearer <token>'",
+                  file=sys.stderr)  # fmt: skip
         elif args.action == "list":
             for key in await keys.list():
                 print(_key_line(key))

@@ -8,6 +8,9 @@ leaves the active set (``closed``) once it is both cleared and acknowledged (or 
 its rule needs no acknowledgement). Against flapping: an on-delay before raising, an off-delay
 before clearing, and deadbands (the rule evaluator reports ``hold_met`` with relaxed thresholds).
 
+A track no rule evaluates any more (rule removed or disabled, subject out of scope) is ended
+by :meth:`retire`, or it would keep its last condition, and keep reminding, for ever.
+
 Timers (on/off delays, shelving expiry, re-notification, escalation) advance in :meth:`tick`;
 :meth:`next_deadline_ms` says when the shell should call it next. Flood suppression: while a
 gateway's ``gateway_offline`` condition holds (pending or active), alerts of everything behind
@@ -18,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from cloud_service.alerts.errors import LifecycleError, UnknownAlertError
@@ -91,6 +94,17 @@ class _Track:
 
     def wants_transition(self) -> bool:
         return (not self.hold_met) if self.active else self.raise_met
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """A copy of a lifecycle's state (:meth:`Lifecycle.checkpoint`); tracks hold only values."""
+
+    tracks: Mapping[AlertKey, _Track]
+    by_id: Mapping[str, AlertKey]
+    dirty: frozenset[AlertKey]
+    now: int
+    serial: int
 
 
 def alert_id(key: AlertKey, serial: int, now_ms: int) -> str:
@@ -188,6 +202,34 @@ class Lifecycle:
         these, or they would keep their last condition (and raise, or never clear)."""
         return {(t.rule_type, t.key.site, t.key.subject) for t in self._tracks.values()}
 
+    def tracked_keys(self) -> dict[AlertKey, RuleType]:
+        """The key and rule type of every track (for :func:`rules.orphaned`)."""
+        return {k: t.rule_type for k, t in self._tracks.items()}
+
+    def retire(self, reasons: Mapping[AlertKey, str], now_ms: int) -> list[AlertEvent]:
+        """End the condition of tracks no rule evaluates any more (rule removed, renamed,
+        disabled or retyped; subject out of the rule's scope), at once and whatever their
+        delays or suppression, since nothing would ever observe them again.
+
+        An active alert is cleared (actor ``system``, reason ``rules changed: ...``) and
+        closes if it needs no acknowledgement; a cleared one awaits its acknowledgement as
+        usual; a pending raise is dropped. Idempotent: a retired track yields no more events.
+        """
+        now = self._clock(now_ms)
+        events: list[AlertEvent] = []
+        for key, why in sorted(reasons.items()):
+            t = self._tracks.get(key)
+            if t is None:
+                continue
+            t.raise_met = t.hold_met = False
+            t.pending_since_ms = None
+            if t.active:
+                assert t.alert is not None
+                a = dataclasses.replace(t.alert, state=AlertState.CLEARED, updated_ms=now)
+                event = AlertEvent(EventKind.CLEARED, now, SYSTEM, f"rules changed: {why}", a)
+                events += self._commit(t, event)
+        return events
+
     def tick(self, now_ms: int) -> list[AlertEvent]:
         now = self._clock(now_ms)
         events: list[AlertEvent] = []
@@ -241,6 +283,18 @@ class Lifecycle:
         events = self._unshelve(t, now, actor, reason or "unshelved")
         # an escalation that fell due while shelved happens now, not at the next tick
         return events + self._remind(t, now)
+
+    def checkpoint(self) -> Checkpoint:
+        """The whole state, for :meth:`rollback` (a shell undoing a command it could not store)."""
+        tracks = {k: dataclasses.replace(t) for k, t in self._tracks.items()}
+        dirty = frozenset(self._dirty)
+        return Checkpoint(tracks, dict(self._by_id), dirty, self._now, self._serial)
+
+    def rollback(self, cp: Checkpoint) -> None:
+        """Back to the state of ``cp``, as if nothing had happened since."""
+        self._tracks = {k: dataclasses.replace(t) for k, t in cp.tracks.items()}
+        self._by_id, self._dirty = dict(cp.by_id), set(cp.dirty)
+        self._now, self._serial = cp.now, cp.serial
 
     # -- transitions -------------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ import math
 import operator
 import re
 import tomllib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
 
@@ -180,6 +180,8 @@ def parse_rules(text: str, source: str = "<rules>") -> list[Rule]:
         data: dict[str, Any] = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise RuleError(source, [("(syntax)", str(exc))]) from None
+    except RecursionError:  # arrays or tables nested deeper than the parser can go
+        raise RuleError(source, [("(syntax)", "nested too deeply")]) from None
     return rules_from_data(data, source)
 
 
@@ -221,6 +223,43 @@ def evaluate(rules: Sequence[Rule], inputs: ConditionInputs) -> list[ConditionSt
                 for c in candidates(rule.type, inputs)
                 if rule.scope.covers(c)
             )
+    return out
+
+
+def orphaned(
+    rules: Sequence[Rule],
+    inputs: ConditionInputs,
+    tracked: Mapping[AlertKey, RuleType],
+    evaluated: Iterable[AlertKey] = (),
+) -> dict[AlertKey, str]:
+    """Tracked keys no rule of ``rules`` evaluates any more, each with the reason.
+
+    Its rule is gone (removed or renamed), disabled or of another type now, or the subject is
+    in ``inputs`` but outside the rule's scope. A subject missing from ``inputs`` altogether
+    is not judged (the shell may observe only some subjects). ``evaluated``: the keys of
+    :func:`evaluate` on the same arguments, which are not orphans.
+    """
+    by_id = {r.id: r for r in rules}
+    done = set(evaluated)
+    out: dict[AlertKey, str] = {}
+    unseen: dict[str, list[AlertKey]] = {}
+    for key, rule_type in tracked.items():
+        rule = by_id.get(key.rule)
+        if rule is None:
+            out[key] = f"rule {key.rule!r} no longer exists"
+        elif not rule.enabled:
+            out[key] = f"rule {key.rule!r} is disabled"
+        elif rule.type != rule_type:
+            out[key] = f"rule {key.rule!r} is now of type {rule.type.value}"
+        elif key not in done:
+            unseen.setdefault(rule.id, []).append(key)
+    for rule_id, keys in unseen.items():
+        rule = by_id[rule_id]
+        present = {(c.site, c.subject): c for c in candidates(rule.type, inputs)}
+        for key in keys:
+            c = present.get((key.site, key.subject))
+            if c is not None and not rule.scope.covers(c):
+                out[key] = f"{key.subject} at {key.site} is out of the scope of rule {rule.id!r}"
     return out
 
 

@@ -3,8 +3,11 @@
 Each step (conditions observed, a timer, an operator command) runs the lifecycle, routes its
 events to notifications and records events, lifecycle state and notifications in one
 transaction; only then are the events published on the live stream and the dispatcher woken.
-If the store is down, the step's records are kept in memory and written first by the next
-step (the error is raised so callers such as the MQTT ack handler withhold their PUBACK).
+If the store is down (``MetadataUnavailable``), the step's records are kept in memory and
+written first by the next step (the error is raised so callers such as the MQTT ack handler
+withhold their PUBACK); an operator's command (ack, shelve, unshelve) is undone instead, so
+what the API shows is what is stored. Alerts of rules that left the rule set are retired by
+:meth:`AlertService.evaluate`.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from cloud_service.alerts.lifecycle import Lifecycle, LifecyclePolicy, SavedTrac
 from cloud_service.alerts.outbox import Notification
 from cloud_service.alerts.records import AlertEvent, AlertKey, AlertRecord, ConditionState
 from cloud_service.alerts.routing import Router
-from cloud_service.alerts.rules import Rule, evaluate
+from cloud_service.alerts.rules import Rule, evaluate, orphaned
 from cloud_service.alerts.store import StoredEvent
 from shared.messages import AlertAck
 
@@ -76,7 +79,18 @@ class AlertService:
         return cls(lifecycle, log, router, stream=stream, on_enqueue=on_enqueue)
 
     async def evaluate(self, rules: Sequence[Rule], inputs: ConditionInputs) -> list[AlertEvent]:
-        return await self.observe(evaluate(rules, inputs), inputs.now_ms)
+        """Observe ``rules`` (the whole rule set) on ``inputs``. Tracks the set no longer
+        evaluates (rule removed, renamed, disabled; subject out of scope) are retired first,
+        or they would keep their last condition for ever."""
+        states = evaluate(rules, inputs)
+        now_ms = inputs.now_ms
+
+        def change() -> list[AlertEvent]:
+            keys = {s.key for s in states}
+            gone = orphaned(rules, inputs, self.lifecycle.tracked_keys(), keys)
+            return self.lifecycle.retire(gone, now_ms) + self.lifecycle.observe(states, now_ms)
+
+        return await self._step(change, now_ms)
 
     async def observe(self, states: Sequence[ConditionState], now_ms: int) -> list[AlertEvent]:
         return await self._step(lambda: self.lifecycle.observe(states, now_ms), now_ms)
@@ -92,7 +106,7 @@ class AlertService:
                 alert_id, actor=actor, now_ms=now_ms, at_ms=at_ms, reason=reason
             )
 
-        return await self._step(ack, now_ms)
+        return await self._step(ack, now_ms, command=True)
 
     async def acknowledge_from_plant(
         self, ack: AlertAck, *, site: str, gateway: str, now_ms: int
@@ -122,7 +136,7 @@ class AlertService:
                 alert_id, until_ms=until_ms, actor=actor, now_ms=now_ms, reason=reason
             )
 
-        return await self._step(shelve, now_ms)
+        return await self._step(shelve, now_ms, command=True)
 
     async def unshelve(
         self, alert_id: str, *, actor: str, now_ms: int, reason: str = ""
@@ -130,7 +144,7 @@ class AlertService:
         def unshelve() -> list[AlertEvent]:
             return self.lifecycle.unshelve(alert_id, actor=actor, now_ms=now_ms, reason=reason)
 
-        return await self._step(unshelve, now_ms)
+        return await self._step(unshelve, now_ms, command=True)
 
     def open_alerts(self) -> list[AlertRecord]:
         return self.lifecycle.open_alerts()
@@ -138,18 +152,36 @@ class AlertService:
     def next_deadline_ms(self) -> int | None:
         return self.lifecycle.next_deadline_ms()
 
-    async def _step(self, change: Callable[[], list[AlertEvent]], now_ms: int) -> list[AlertEvent]:
+    async def _step(
+        self, change: Callable[[], list[AlertEvent]], now_ms: int, *, command: bool = False
+    ) -> list[AlertEvent]:
+        """Run ``change`` and record it with whatever earlier steps could not record.
+
+        If the write fails, an operator's ``command`` is undone (the lifecycle is rolled back;
+        the caller sees the error and may try again); the lifecycle's own transitions are
+        kept in memory and written first by the next step.
+        """
         async with self._lock:
+            checkpoint = self.lifecycle.checkpoint() if command else None
             events = change()
-            self._events += events
-            self._tracks.update(self.lifecycle.take_dirty())
-            self._notes += self.router.route(events, now_ms)
-            if not (self._events or self._tracks or self._notes):
+            recorded = self._events + events
+            tracks = {**self._tracks, **dict(self.lifecycle.take_dirty())}
+            pending = self._notes + self.router.route(events, now_ms)
+            if not (recorded or tracks or pending):
                 return events
-            recorded = self._events
-            ids = await self.log.record(recorded, list(self._tracks.items()), self._notes)
-            notes = bool(self._notes)
+            try:
+                ids = await self.log.record(recorded, list(tracks.items()), pending)
+            except Exception:
+                if checkpoint is not None:  # as if not given; earlier records stay pending
+                    self.lifecycle.rollback(checkpoint)
+                else:
+                    self._events, self._tracks, self._notes = recorded, tracks, pending
+                raise
+            except BaseException:  # cancelled mid-write, maybe stored: write it (again) next
+                self._events, self._tracks, self._notes = recorded, tracks, pending
+                raise
             self._events, self._tracks, self._notes = [], {}, []
+            notes = bool(pending)
         if self.stream is not None:
             for event_id, e in zip(ids, recorded, strict=True):
                 self.stream.publish(StoredEvent(event_id, e.type, e.alert.key.site, e.body()))

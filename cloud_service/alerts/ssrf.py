@@ -4,7 +4,8 @@ A webhook URL is user input: pointed at ``127.0.0.1``, ``169.254.169.254`` (clou
 an internal service, it would make the cloud service attack its own network. The guard
 resolves the host itself, refuses the request if any resolved address is not globally
 routable (loopback, private, link-local, unique-local ``fc00::/7``, CGNAT, multicast,
-reserved; IPv4-mapped and 6to4 IPv6 forms are unwrapped first) unless it lies in an explicitly
+reserved; IPv6 forms that embed an IPv4 address (IPv4-mapped and -translated, -compatible,
+6to4, NAT64 ``64:ff9b::/96``) are judged by that IPv4 address) unless it lies in an explicitly
 allowed network, and then connects to that very address: the URL's host is replaced by the
 IP, while the ``Host`` header and the TLS SNI/certificate check keep the name. A second DNS
 answer (rebinding) is never asked for. Redirects are the client's business: ours follows none.
@@ -17,6 +18,7 @@ import ipaddress
 import socket
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Final
 
 import httpx
 
@@ -55,12 +57,27 @@ class AddressPolicy:
         return next((why for bad, why in checks if bad), None)
 
 
+#: IPv6 prefixes whose last 32 bits are an IPv4 address the packet ends up at: NAT64's
+#: well-known prefix (RFC 6052; a NAT64 gateway forwards to the IPv4 address), IPv4-translated
+#: (SIIT, RFC 2765) and the deprecated IPv4-compatible form (RFC 4291), which some stacks still
+#: route to the IPv4 address. (IPv4-mapped ``::ffff:0:0/96`` and 6to4 are unwrapped by
+#: ``ipaddress`` itself; the local-use NAT64 prefix ``64:ff9b:1::/48`` is non-global as is.)
+_EMBEDDING: Final = tuple(
+    ipaddress.IPv6Network(n) for n in ("64:ff9b::/96", "::ffff:0:0:0/96", "::/96")
+)
+
+
 def _unwrap(ip: IPAddress) -> IPAddress:
+    """The IPv4 address an IPv6 address embeds and leads to, else the address itself."""
     if isinstance(ip, ipaddress.IPv6Address):
         if ip.ipv4_mapped is not None:
             return ip.ipv4_mapped
         if ip.sixtofour is not None:
             return ip.sixtofour
+        if ip.is_unspecified or ip.is_loopback:  # "::" and "::1" are no IPv4-compatible forms
+            return ip
+        if any(ip in net for net in _EMBEDDING):
+            return ipaddress.IPv4Address(int(ip) & 0xFFFF_FFFF)
     return ip
 
 

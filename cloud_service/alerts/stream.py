@@ -7,6 +7,8 @@ The client's live queue is registered *before* the replay starts and duplicates 
 by id, so an event published during the replay is neither lost nor sent twice. A client that
 falls ``client_queue`` events behind is disconnected; it reconnects and resumes from the store.
 Without a history a too-old ``Last-Event-ID`` gets an ``alert.reset`` event: refetch state.
+So does one newer than the newest stored event (the log was restored from a backup, or the id
+is from another installation); the stream then continues after the newest event.
 """
 
 from __future__ import annotations
@@ -98,6 +100,9 @@ class AlertStream:
         self._subs.add(sub)  # before the replay: whatever is published meanwhile is queued
         try:
             sent = self._last if last_id is None else last_id
+            if sent > self._last:  # an id this log never gave (a restored or another log)
+                sent = self._last  # before yielding: what is published meanwhile comes next
+                yield RESET
             async for e in self._replay(sent):
                 yield e
                 sent = self._floor if e is RESET else e.id

@@ -48,3 +48,13 @@ async def last_state(engine: AsyncEngine, alert_id: str) -> dict[str, Any] | Non
         return None
     alert: dict[str, Any] = json.loads(body)["data"]["alert"]
     return alert
+
+
+async def site_of(engine: AsyncEngine, alert_id: str) -> str | None:
+    """The site of the alert as its log records it (None: no event of that id)."""
+    e = alert_events.c
+    q = select(e.site).where(e.alert_id == alert_id).limit(1)
+    with guard("alert events", engine.dialect.name):
+        async with engine.connect() as conn:
+            site: str | None = await conn.scalar(q)
+    return site

@@ -18,7 +18,7 @@ from cloud_service.alerts.rule_store import SqlRuleStore
 from cloud_service.alerts.rules import Rule
 from cloud_service.alerts.service import AlertService
 from cloud_service.alerts.store import SqlAlertStore
-from cloud_service.alerts.stream import AlertStream, stream_router
+from cloud_service.alerts.stream import AlertStream
 from cloud_service.api.alert_routes import alert_router
 from cloud_service.api.auth import Principal, guards
 from cloud_service.api.keys import SqlApiKeyStore
@@ -26,6 +26,7 @@ from cloud_service.api.plan_routes import plan_router
 from cloud_service.api.problems import install_handlers
 from cloud_service.api.rule_routes import rule_router
 from cloud_service.api.settings import ApiSettings
+from cloud_service.api.stream_routes import alert_stream_router
 from cloud_service.plans.model import PlanBook
 from cloud_service.plans.store import SqlPlanStore
 
@@ -60,7 +61,7 @@ def create_api(deps: ApiDeps, settings: ApiSettings) -> FastAPI:
         openapi_url="/api/v1/openapi.json",
     )
     install_handlers(app)
-    read, write = guards(deps.keys, anonymous_read=settings.allow_unauthenticated_read)
+    access = guards(deps.keys, anonymous_read=settings.allow_unauthenticated_read)
 
     @app.get("/api/v1/health", tags=["service"])
     async def health() -> dict[str, str]:
@@ -68,17 +69,15 @@ def create_api(deps: ApiDeps, settings: ApiSettings) -> FastAPI:
         return {"status": "ok"}
 
     @app.get("/api/v1/status", tags=["service"])
-    async def status(_: Annotated[Principal, Depends(read)]) -> dict[str, Any]:
-        """The running service's own report (ingest, analytics, alert delivery)."""
+    async def status(_: Annotated[Principal, Depends(access.service)]) -> dict[str, Any]:
+        """The running service's own report (ingest, analytics, alert delivery); its figures
+        are of every site, so it needs a key for every site."""
         return deps.status()
 
     # The stream first: /alerts/stream must not be read as the alert with id "stream".
-    app.include_router(
-        stream_router(deps.stream, path="/api/v1/alerts/stream", dependencies=[Depends(read)]),
-        tags=["alerts"],
-    )
-    app.include_router(alert_router(deps.alerts, deps.alert_store, deps.now_ms, read, write))
-    app.include_router(plan_router(deps.plans, deps.on_plans_changed, read, write))
+    app.include_router(alert_stream_router(deps.stream, access, "/api/v1/alerts/stream"))
+    app.include_router(alert_router(deps.alerts, deps.alert_store, deps.now_ms, access))
+    app.include_router(plan_router(deps.plans, deps.on_plans_changed, access))
     if deps.rules is not None:
-        app.include_router(rule_router(deps.rules, deps.on_rules_changed, read, write))
+        app.include_router(rule_router(deps.rules, deps.on_rules_changed, access))
     return app

@@ -1,9 +1,14 @@
-"""API keys: random bearer tokens, stored only as their SHA-256, with a read or write scope.
+"""API keys: random bearer tokens, stored only as their SHA-256, with a scope and sites.
 
 A token is ``fd_`` + 32 random bytes (URL-safe base64), shown once when created. The store
 keeps its SHA-256: a leaked database does not leak usable tokens, and verification looks the
 hash up by index, so its timing says nothing about how much of a guess was right. Keys are
 revoked, not deleted, so the list shows who had access; a revoked name may be created again.
+
+Scopes are ordered, each allowing what the ones before it allow: ``read`` < ``ack``
+(acknowledge, shelve, unshelve) < ``admin`` (replace the rules and the plan book). A key may
+be restricted to sites (none: every site); an ``admin`` key is for every site, since what it
+replaces is service-wide.
 """
 
 from __future__ import annotations
@@ -11,9 +16,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Final
@@ -35,11 +41,21 @@ TOUCH_EVERY_MS: Final = 60_000
 
 
 class Scope(StrEnum):
+    """What a key may do; each scope allows everything the ones before it allow."""
+
     READ = "read"
-    WRITE = "write"
+    ACK = "ack"
+    ADMIN = "admin"
+
+    @property
+    def rank(self) -> int:
+        return _RANK[self]
 
     def allows(self, needed: Scope) -> bool:
-        return self == Scope.WRITE or needed == Scope.READ
+        return self.rank >= needed.rank
+
+
+_RANK: Final = {Scope.READ: 0, Scope.ACK: 1, Scope.ADMIN: 2}
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +65,8 @@ class ApiKey:
     created_ms: int
     revoked_ms: int | None = None
     last_used_ms: int | None = None
+    #: The sites the key may see and act on; empty: every site.
+    sites: frozenset[str] = frozenset()
 
     @property
     def active(self) -> bool:
@@ -74,16 +92,31 @@ class SqlApiKeyStore:
         self.clock = clock
         self._backend = engine.dialect.name
 
-    async def create(self, name: str, scope: Scope | str = Scope.READ) -> tuple[ApiKey, str]:
-        """A new key and its token (the only time the token is seen)."""
+    async def create(
+        self, name: str, scope: Scope | str = Scope.READ, sites: Iterable[str] = ()
+    ) -> tuple[ApiKey, str]:
+        """A new key and its token (the only time the token is seen); ``sites`` restricts it
+        to those sites (none: every site)."""
         try:
             check_id(name, "API key name")
+            allowed = frozenset(check_id(s, "site") for s in sites)
         except InvalidIdError as exc:
             raise ApiKeyError(str(exc), name=name) from None
-        key = ApiKey(name, Scope(scope), self.clock())
+        try:
+            chosen = Scope(scope)
+        except ValueError:
+            choices = ", ".join(s.value for s in Scope)
+            raise ApiKeyError(f"unknown scope {scope!r} (one of {choices})", name=name) from None
+        if chosen == Scope.ADMIN and allowed:
+            raise ApiKeyError(
+                "an admin key is for every site: the rules and the plan book it replaces are "
+                "service-wide (use the ack scope for a site's operators)",
+                name=name,
+            )
+        key = ApiKey(name, chosen, self.clock(), sites=allowed)
         token = new_token()
         row = {"name": key.name, "scope": key.scope.value, "token_hash": token_hash(token),
-               "created_ms": key.created_ms}  # fmt: skip
+               "created_ms": key.created_ms, "sites": json.dumps(sorted(allowed))}  # fmt: skip
         c = api_keys.c
         with guard("api key create", self._backend):
             try:
@@ -145,4 +178,5 @@ def _key(r: Any) -> ApiKey:
     return ApiKey(
         name=r["name"], scope=Scope(r["scope"]), created_ms=r["created_ms"],
         revoked_ms=r["revoked_ms"], last_used_ms=r["last_used_ms"],
+        sites=frozenset(json.loads(r["sites"])),
     )  # fmt: skip

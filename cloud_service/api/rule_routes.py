@@ -3,7 +3,8 @@ is), and read who changed them when.
 
 ``PUT`` validates every rule before storing anything (422 lists each bad field), replaces the
 stored rules in one transaction recorded with the actor ``api:<key name>``, then tells the
-running monitor (``on_rules_changed``).
+running monitor (``on_rules_changed``). Replacing needs an ``admin`` key; reading, a key for
+every site (a rule may name any site).
 """
 
 # No ``from __future__ import annotations``: FastAPI reads these signatures at runtime, and
@@ -21,7 +22,7 @@ from starlette.responses import JSONResponse, Response
 from cloud_service.alerts.errors import RuleError
 from cloud_service.alerts.rule_store import SqlRuleStore, rule_to_data, rules_to_toml
 from cloud_service.alerts.rules import Rule, rules_from_data
-from cloud_service.api.auth import Guard, Principal
+from cloud_service.api.auth import Guards, Principal
 from cloud_service.api.problems import problem
 
 log = logging.getLogger(__name__)
@@ -44,13 +45,14 @@ _INVALID: Final = {
 def rule_router(
     rules: SqlRuleStore,
     on_changed: Callable[[list[Rule]], None] | None,
-    read: Guard,
-    write: Guard,
+    guards: Guards,
 ) -> APIRouter:
     router = APIRouter(prefix="/api/v1/rules", tags=["rules"])
 
     @router.get("", responses={200: {"content": {"application/json": {}, TOML: {}}}})
-    async def get_rules(request: Request, _: Annotated[Principal, Depends(read)]) -> Response:
+    async def get_rules(
+        request: Request, _: Annotated[Principal, Depends(guards.service)]
+    ) -> Response:
         """The stored rules, in order (``Accept: application/toml`` for a rule file)."""
         stored = await rules.load()
         if TOML in request.headers.get("accept", ""):
@@ -64,7 +66,9 @@ def rule_router(
             "application/json": {"schema": _RULES_SCHEMA}, TOML: {"schema": {"type": "string"}}
         }}},
     )  # fmt: skip
-    async def put_rules(request: Request, who: Annotated[Principal, Depends(write)]) -> Response:
+    async def put_rules(
+        request: Request, who: Annotated[Principal, Depends(guards.admin)]
+    ) -> Response:
         """Replace every rule (JSON ``{"rules": [...]}``, or ``Content-Type: application/toml``)."""
         try:
             new = _parse(await request.body(), request.headers.get("content-type", ""))
@@ -82,7 +86,7 @@ def rule_router(
 
     @router.get("/history")
     async def get_history(
-        _: Annotated[Principal, Depends(read)],
+        _: Annotated[Principal, Depends(guards.service)],
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> dict[str, list[dict[str, Any]]]:
         """Who changed the rules and when, newest first: ids added, removed and changed, and
@@ -93,6 +97,13 @@ def rule_router(
 
 
 def _parse(raw: bytes, content_type: str) -> list[Rule]:
+    try:
+        return _rules(raw, content_type)
+    except RecursionError:  # e.g. [[[[...]]]]: the parsers recurse once per level
+        raise RuleError(SOURCE, [("(syntax)", "nested too deeply")]) from None
+
+
+def _rules(raw: bytes, content_type: str) -> list[Rule]:
     if len(raw) > MAX_BODY:
         raise RuleError(SOURCE, [("(body)", f"larger than {MAX_BODY} bytes")])
     try:

@@ -18,5 +18,5 @@ class ApiSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     #: Read endpoints (alerts, plans, status, the stream) without a key: for a trusted network
-    #: only. Writing always needs a ``write`` key.
+    #: only. Acting always needs an ``ack`` or ``admin`` key.
     allow_unauthenticated_read: bool = False

@@ -196,11 +196,13 @@ api_keys = Table(
     "api_keys",
     metadata,
     Column("name", String(ID), primary_key=True),
-    Column("scope", String(8), nullable=False),  # read | write
+    Column("scope", String(8), nullable=False),  # read | ack | admin
     Column("token_hash", String(64), nullable=False),  # sha256 hex of the token
     Column("created_ms", BigInteger, nullable=False),
     Column("revoked_ms", BigInteger, nullable=True),
     Column("last_used_ms", BigInteger, nullable=True),
+    # JSON list of the sites the key is restricted to; [] is every site
+    Column("sites", Text, nullable=False, server_default="[]"),
     Index("ix_api_keys_token_hash", "token_hash", unique=True),
 )
 

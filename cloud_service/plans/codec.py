@@ -54,6 +54,8 @@ _SECTIONS: Final[dict[str, tuple[_Part, tuple[str, ...], tuple[str, ...], tuple[
     ),
 }
 _TOP: Final = frozenset({*_SECTIONS, "shifts", "timezone"})
+#: The problem reported for arrays or tables nested deeper than the parser's recursion limit.
+TOO_DEEP: Final = "nested too deeply"
 
 
 def plan_from_data(data: object, source: str = "plan") -> PlanBook:
@@ -119,7 +121,7 @@ def _timezone(value: object, problems: _Problems) -> tzinfo:
     try:
         if isinstance(value, str):
             return ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # e.g. "Europe" is a directory there
         pass
     problems.append(("timezone", f"not an IANA time zone (Europe/Berlin, UTC): {value!r}"))
     return UTC
@@ -159,6 +161,8 @@ def parse_plan_json(text: str | bytes, source: str = "request body") -> PlanBook
         data = json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise PlanError(source, [("(syntax)", str(exc))]) from None
+    except RecursionError:
+        raise PlanError(source, [("(syntax)", TOO_DEEP)]) from None
     return plan_from_data(data, source)
 
 
@@ -174,6 +178,8 @@ def parse_plan_toml(text: str, source: str = "plan") -> PlanBook:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise PlanError(source, [("(syntax)", str(exc))]) from None
+    except RecursionError:
+        raise PlanError(source, [("(syntax)", TOO_DEEP)]) from None
     return plan_from_data(data, source)
 
 

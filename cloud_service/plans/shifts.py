@@ -46,6 +46,11 @@ def expand_shifts(item: Mapping[str, Any], tz: tzinfo) -> list[ProductionTarget]
         problems.append(("days", f"must be an integer from 1 to {MAX_DAYS}"))
     weekdays = _weekdays(item.get("weekdays", list(WEEKDAYS)), problems)
     spans = _spans(item.get("times"), problems)
+    if not problems:
+        assert first is not None
+        overnight = any(end <= begin for begin, end in spans)
+        if (date.max - first).days < days - 1 + overnight:  # no day past the calendar's end
+            problems.append(("from", f"{days} day(s) of these shifts run past {date.max}"))
     if problems:
         raise PlanError("shifts", problems)
     assert first is not None

@@ -56,7 +56,7 @@ async def test_migrations_build_exactly_the_declared_schema(metadata: MetadataSt
     async with metadata.engine.connect() as conn:
         assert await conn.run_sync(_diff) == []
         version = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar()
-    assert version == "0007"
+    assert version == "0008"
 
 
 async def test_migrating_again_and_concurrently_is_harmless(metadata: MetadataStore) -> None:

@@ -527,7 +527,7 @@ async def test_cloud_ack_via_rest_reaches_the_plant_as_retained_state(
             assert not plant.acked
 
             key = unique_name("planner")
-            async with await api_client(cloud, key, "write") as api:
+            async with await api_client(cloud, key, "ack") as api:
                 response = await api.post(
                     f"/alerts/{alert_id}/ack", json={"comment": "expediting the repair"}
                 )

@@ -160,7 +160,7 @@ async def test_rules_seeded_from_toml_are_changed_live_through_the_api(
     assert runtime is not None
     assert runtime.api is not None
     keys = SqlApiKeyStore(cloud.metadata.engine)
-    _, token = await keys.create(unique_name("key"), "write")
+    _, token = await keys.create(unique_name("key"), "admin")
     url = f"http://127.0.0.1:{runtime.api.port}/api/v1/rules"
     async with httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"}) as http:
         rules = (await http.get(url)).json()["rules"]

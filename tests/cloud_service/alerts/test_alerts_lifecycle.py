@@ -280,7 +280,7 @@ class LifecycleMachine(RuleBasedStateMachine):
                 since = self.raise_since[a.key]
                 assert since is not None
                 assert e.at_ms - since >= ON
-            if e.kind == K.CLEARED and a.key != GW_KEY:
+            if e.kind == K.CLEARED and a.key != GW_KEY and e.reason != "rules changed: gone":
                 since = self.clear_since[a.key]
                 assert since is not None
                 assert e.at_ms - since >= OFF
@@ -326,6 +326,38 @@ class LifecycleMachine(RuleBasedStateMachine):
                                    now_ms=self.now))  # fmt: skip
         if unshelve:
             self._check(self.lc.unshelve(alert.id, actor="op", now_ms=self.now))
+
+    @rule(i=st.integers(0, 2))
+    def retire(self, i: int) -> None:
+        """The rule set changed: this track's rule is gone (it may come back later)."""
+        key = [*CHILDREN, GW_KEY][i]
+        events = self.lc.retire({key: "gone"}, self.now)
+        self._check(events)
+        assert [e.kind for e in events] in ([], [K.CLEARED], [K.CLEARED, K.CLOSED])
+        assert all(e.reason == "rules changed: gone" for e in events[:1])
+        assert all(a.state == AlertState.CLEARED for a in self.lc.open_alerts() if a.key == key)
+        self.raise_since[key] = None
+
+    @precondition(lambda self: bool(self.lc.open_alerts()))
+    @rule(data=st.data(), shelve=st.booleans())
+    def command_rolled_back(self, data: st.DataObject, shelve: bool) -> None:
+        """A command the shell could not store is undone: no trace of it is left."""
+
+        def state() -> object:
+            lc = self.lc
+            return lc.saved(), lc.open_alerts(), lc.next_deadline_ms(), lc.tracked_keys()
+
+        self.lc.take_dirty()  # as a shell does after each step
+        before = state()
+        checkpoint = self.lc.checkpoint()
+        alert = data.draw(st.sampled_from(self.lc.open_alerts()))
+        if shelve:
+            self.lc.shelve(alert.id, until_ms=self.now + 2 * MIN, actor="op", now_ms=self.now + 1)
+        else:
+            self.lc.acknowledge(alert.id, actor="op", now_ms=self.now + 1)
+        self.lc.rollback(checkpoint)
+        assert state() == before
+        assert self.lc.take_dirty() == []
 
     @invariant()
     def one_open_alert_per_key(self) -> None:

@@ -130,6 +130,7 @@ def test_bad_durations_are_refused(text: object) -> None:
         ('[[rules]]\nid = "x"\ntype = "no_data"\n[[rules]]\nid = "x"\ntype = "no_data"',
          "rules.1.id"),
         ("[[rules]\n", "(syntax)"),
+        ("a = " + "[" * 100_000 + "]" * 100_000, "(syntax)"),  # deeper than the parser recurses
     ],
 )  # fmt: skip
 def test_rule_errors_name_the_field(text: str, where: str) -> None:

@@ -167,3 +167,33 @@ async def test_without_a_log_a_too_old_id_gets_a_reset_event() -> None:
     reader = stream.events(last_id=1)
     got = [await anext(reader) for _ in range(3)]
     assert got == [RESET, ev(4), ev(5)]
+
+
+async def test_an_id_ahead_of_the_log_gets_a_reset_then_everything_after_the_newest() -> None:
+    """E.g. the database was restored from a backup: ids 4.. are given again, and a client
+    still at 500 would otherwise skip every one of them in silence."""
+    stream = AlertStream(StreamSettings(buffer_size=10, heartbeat_s=1), start_after=3)
+    reader = stream.events(last_id=500)
+    assert await anext(reader) == RESET
+    stream.publish(ev(4))
+    stream.publish(ev(5, site="s2"))
+    assert [await anext(reader), await anext(reader)] == [ev(4), ev(5, site="s2")]
+    current = stream.events(last_id=5)  # the newest: nothing to reset
+    stream.publish(ev(6))
+    assert await anext(current) == ev(6)
+
+
+async def test_over_http_an_id_ahead_of_the_log_gets_a_reset_event() -> None:
+    stream = AlertStream(StreamSettings(buffer_size=10, heartbeat_s=5), start_after=2)
+    async with serve(stream) as url, httpx.AsyncClient(timeout=30) as http:
+        headers = {"Last-Event-ID": "500"}
+        async with (
+            asyncio.timeout(10),  # without the reset, nothing would ever come
+            http.stream("GET", url, params={"site": "s1"}, headers=headers) as response,
+        ):
+            client = SseClient(response)
+            assert (await client.next())[1] == "alert.reset"
+            await wait_for_clients(stream, 1)
+            stream.publish(ev(3))
+            await client.next()
+        assert (client.types, client.ids) == (["alert.reset", "alert.raised"], [0, 3])

@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
 from alerts_support import Receiver, condition, running
 from pydantic import SecretStr
@@ -23,7 +24,7 @@ from cloud_service.alerts.settings import (
     WebhookEndpoint,
     WebhookSettings,
 )
-from cloud_service.alerts.ssrf import AddressPolicy
+from cloud_service.alerts.ssrf import AddressPolicy, GuardedTransport
 from cloud_service.alerts.store import SqlAlertStore, create_sqlite_engine, create_tables
 from cloud_service.alerts.webhooks import Verifier, WebhookSink, new_secret, sign, signed_headers
 
@@ -88,6 +89,53 @@ def test_public_addresses_and_explicitly_allowed_networks_pass() -> None:
     allowed = AddressPolicy.allowing(["127.0.0.1/32"])
     assert allowed.refusal(ipaddress.ip_address("127.0.0.1")) is None
     assert allowed.refusal(ipaddress.ip_address("127.0.0.2")) is not None
+
+
+@pytest.mark.parametrize(
+    ("address", "reason"),
+    [
+        ("64:ff9b::a9fe:a9fe", "link-local"),  # NAT64 well-known prefix -> 169.254.169.254
+        ("64:ff9b::a00:1", "private"),  # NAT64 -> 10.0.0.1
+        ("64:ff9b::7f00:1", "loopback"),  # NAT64 -> 127.0.0.1
+        ("::ffff:0:a9fe:a9fe", "link-local"),  # IPv4-translated (SIIT) -> 169.254.169.254
+        ("::ffff:0:c0a8:101", "private"),  # IPv4-translated -> 192.168.1.1
+        ("::a9fe:a9fe", "link-local"),  # IPv4-compatible (deprecated) -> 169.254.169.254
+        ("::7f00:1", "loopback"),  # IPv4-compatible -> 127.0.0.1
+        ("::", "unspecified"),
+        ("::1", "loopback"),
+    ],
+)
+def test_ipv6_forms_embedding_an_ipv4_address_are_judged_by_it(address: str, reason: str) -> None:
+    why = AddressPolicy().refusal(ipaddress.ip_address(address))
+    assert why is not None
+    assert why.startswith(reason)
+
+
+async def test_a_rebinding_answer_in_nat64_form_is_refused_before_connecting() -> None:
+    connected: list[str] = []
+
+    async def resolver(host: str, port: int) -> list[str]:
+        return ["64:ff9b::a9fe:a9fe"]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        connected.append(request.url.host)
+        return httpx.Response(204)
+
+    guard = GuardedTransport(AddressPolicy(), resolver=resolver, inner=httpx.MockTransport(handler))
+    async with httpx.AsyncClient(transport=guard) as client:
+        with pytest.raises(AddressRefused) as info:
+            await client.post("http://hooks.example.com/x")
+    assert info.value.address == "64:ff9b::a9fe:a9fe"
+    assert connected == []
+
+
+def test_embedded_public_or_allowed_ipv4_addresses_pass() -> None:
+    public = ("64:ff9b::5db8:d822", "::ffff:0:5db8:d822", "::5db8:d822")  # 93.184.216.34
+    for address in public:
+        assert AddressPolicy().refusal(ipaddress.ip_address(address)) is None, address
+    allowed = AddressPolicy.allowing(["10.0.0.0/8"])
+    assert allowed.refusal(ipaddress.ip_address("64:ff9b::a00:1")) is None
+    assert allowed.refusal(ipaddress.ip_address("64:ff9b::a9fe:a9fe")) is not None
 
 
 def endpoint(url: str, name: str = "ops") -> WebhookEndpoint:

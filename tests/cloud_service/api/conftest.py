@@ -1,6 +1,9 @@
 """The API on real components: a migrated metadata store (SQLite and PostgreSQL, from
 ``tests/cloud_service/conftest.py``), a real AlertService with its SqlAlertStore and stream,
-real API keys and plan store; requests go through httpx's ASGI transport."""
+real API keys and plan store; requests go through httpx's ASGI transport.
+
+The ``api`` fixture's keys: ``viewer`` (read), ``operator`` (ack) and ``ops`` (admin), all
+for every site."""
 
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ from cloud_service.alerts.routing import Router
 from cloud_service.alerts.rule_store import SqlRuleStore
 from cloud_service.alerts.rules import Rule
 from cloud_service.alerts.service import AlertService
-from cloud_service.alerts.settings import AlertSettings, MqttAlertSettings
+from cloud_service.alerts.settings import AlertSettings, MqttAlertSettings, StreamSettings
 from cloud_service.alerts.store import SqlAlertStore
 from cloud_service.alerts.stream import AlertStream
 from cloud_service.api import ApiDeps, ApiSettings, SqlApiKeyStore, create_api
@@ -64,17 +67,29 @@ class Api:
     deps: ApiDeps
     service: AlertService
     read_token: str
-    write_token: str
+    write_token: str  # the admin key
     changed: list[PlanBook] = field(default_factory=list)
     clock: list[int] = field(default_factory=lambda: [NOW])
     rules_changed: list[list[Rule]] = field(default_factory=list)
+    ack_token: str = ""
 
     def auth(self, token: str | None = None) -> dict[str, str]:
         return {"Authorization": f"Bearer {token or self.read_token}"}
 
     @property
     def writer(self) -> dict[str, str]:
+        """The admin key's header."""
         return {"X-API-Key": self.write_token}
+
+    @property
+    def acker(self) -> dict[str, str]:
+        """The ack key's header."""
+        return {"X-API-Key": self.ack_token}
+
+    async def key(self, name: str, scope: str = "read", *sites: str) -> dict[str, str]:
+        """The header of a new key."""
+        _, token = await self.deps.keys.create(name, scope, sites)
+        return self.auth(token)
 
     async def raise_alert(self, subject: str = "lc7", **kw: Any) -> AlertEvent:
         (event,) = await self.service.observe([condition(subject, **kw)], self.clock[0])
@@ -86,11 +101,12 @@ async def build_deps(
     changed: list[PlanBook],
     clock: list[int],
     rules_changed: list[list[Rule]] | None = None,
+    stream_settings: StreamSettings | None = None,
 ) -> ApiDeps:
     store = SqlAlertStore(metadata.engine)
     settings = AlertSettings(mqtt=MqttAlertSettings(enabled=False))
     router = Router(settings, OutboxPolicy.from_settings(settings.outbox))
-    stream = AlertStream(history=store, start_after=await store.last_event_id())
+    stream = AlertStream(stream_settings, history=store, start_after=await store.last_event_id())
     service = await AlertService.open(store, router, stream=stream)
     return ApiDeps(
         alerts=service, alert_store=store, stream=stream, plans=SqlPlanStore(metadata.engine),
@@ -114,8 +130,10 @@ async def api(metadata: MetadataStore, api_settings: ApiSettings) -> AsyncIterat
     rules_changed: list[list[Rule]] = []
     deps = await build_deps(metadata, changed, clock, rules_changed)
     _, read_token = await deps.keys.create("viewer", "read")
-    _, write_token = await deps.keys.create("ops", "write")
+    _, ack_token = await deps.keys.create("operator", "ack")
+    _, admin_token = await deps.keys.create("ops", "admin")
     app = create_api(deps, api_settings)
     transport = httpx.ASGITransport(app)
     async with httpx.AsyncClient(transport=transport, base_url="http://flightdeck") as client:
-        yield Api(client, deps, deps.alerts, read_token, write_token, changed, clock, rules_changed)
+        yield Api(client, deps, deps.alerts, read_token, admin_token, changed, clock,
+                  rules_changed, ack_token)  # fmt: skip

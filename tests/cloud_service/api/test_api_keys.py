@@ -55,7 +55,7 @@ async def test_keys_are_created_verified_listed_and_revoked(metadata: MetadataSt
 
 async def test_names_are_unique_among_active_keys(metadata: MetadataStore) -> None:
     keys = SqlApiKeyStore(metadata.engine)
-    _, first = await keys.create("ci", Scope.WRITE)
+    _, first = await keys.create("ci", Scope.ADMIN)
     with pytest.raises(ApiKeyExistsError) as info:
         await keys.create("ci")
     assert info.value.name == "ci"
@@ -93,17 +93,17 @@ async def _verify(config: Path, token: str) -> str | None:
 
 
 def test_api_key_commands(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = run(capsys, "api-key", "create", "ops", "--scope", "write", "--config",
+    code, out, err = run(capsys, "api-key", "create", "ops", "--scope", "admin", "--config",
                          str(config))  # fmt: skip
     assert code == 0
     token = out.strip()
     assert TOKEN.fullmatch(token)
     assert "shown only once" in err
-    assert asyncio.run(_verify(config, token)) == "ops:write"
+    assert asyncio.run(_verify(config, token)) == "ops:admin"
     assert run(capsys, "api-key", "create", "ops", "--config", str(config))[0] == 1
     code, out, _ = run(capsys, "api-key", "list", "--config", str(config))
     assert code == 0
-    assert re.match(r"ops\s+write\s+created \S+\s+last used \S+\s+active$", out.strip())
+    assert re.match(r"ops\s+admin\s+sites \*\s+created \S+\s+last used \S+\s+active$", out.strip())
     assert token not in out
     code, out, _ = run(capsys, "api-key", "revoke", "ops", "--config", str(config))
     assert code == 0
@@ -112,6 +112,26 @@ def test_api_key_commands(config: Path, capsys: pytest.CaptureFixture[str]) -> N
     code, _, err = run(capsys, "api-key", "revoke", "ghost", "--config", str(config))
     assert code == 1
     assert "ghost" in err
+
+
+def test_api_key_scopes_and_sites_on_the_command_line(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = ("--config", str(config))
+    code, out, err = run(capsys, "api-key", "create", "p1-ops", "--scope", "ack",
+                         "--site", "plant-1", "--site", "plant-3", *cfg)  # fmt: skip
+    assert code == 0
+    assert "plant-1, plant-3" in err
+    assert asyncio.run(_verify(config, out.strip())) == "p1-ops:ack"
+    code, out, _ = run(capsys, "api-key", "list", *cfg)
+    assert re.match(r"p1-ops\s+ack\s+sites plant-1,plant-3\s+created ", out.strip())
+    code, _, err = run(capsys, "api-key", "create", "boss", "--scope", "admin",
+                       "--site", "plant-1", *cfg)  # fmt: skip
+    assert code == 1
+    assert "every site" in err
+    with pytest.raises(SystemExit):  # argparse: not a scope any more
+        cli.main(["api-key", "create", "old", "--scope", "write", *cfg])
+    assert "invalid choice: 'write'" in capsys.readouterr().err
 
 
 def test_plans_commands(config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

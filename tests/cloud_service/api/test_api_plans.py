@@ -109,8 +109,9 @@ async def test_an_invalid_book_is_refused_by_field_and_changes_nothing(api: Api)
     assert len(api.changed) == 1
 
 
-async def test_only_a_write_key_may_replace_the_book(api: Api) -> None:
+async def test_only_an_admin_key_may_replace_the_book(api: Api) -> None:
     assert_problem(await api.client.put("/api/v1/plans", json=BODY, headers=api.auth()), 403)
+    assert_problem(await api.client.put("/api/v1/plans", json=BODY, headers=api.acker), 403)
     assert_problem(await api.client.put("/api/v1/plans", json=BODY), 401)
     assert_problem(await api.client.get("/api/v1/plans"), 401)
     assert api.changed == []

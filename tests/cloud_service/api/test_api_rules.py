@@ -113,8 +113,12 @@ async def test_the_history_says_who_changed_what(api: Api) -> None:
     assert_problem(await api.client.get("/api/v1/rules/history?limit=0", headers=api.auth()), 422)
 
 
-async def test_only_a_write_key_may_replace_the_rules(api: Api) -> None:
+async def test_only_an_admin_key_may_replace_the_rules(api: Api) -> None:
     assert_problem(await api.client.put("/api/v1/rules", json=BODY, headers=api.auth()), 403)
+    body = assert_problem(
+        await api.client.put("/api/v1/rules", json=BODY, headers=api.acker), 403, "forbidden"
+    )
+    assert "'admin'" in body["detail"]
     assert_problem(await api.client.put("/api/v1/rules", json=BODY), 401)
     assert_problem(await api.client.get("/api/v1/rules"), 401)
     assert_problem(await api.client.get("/api/v1/rules/history"), 401)

@@ -4,6 +4,7 @@ round trips PlanBook -> TOML/JSON -> PlanBook for any valid book (hypothesis).""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -237,6 +238,63 @@ def test_malformed_json_is_a_plan_error(text: str | bytes, field: str) -> None:
     with pytest.raises(PlanError) as info:
         parse_plan_json(text)
     assert info.value.fields == [field]
+
+
+DEEP = "[" * 100_000 + "]" * 100_000
+
+
+@pytest.mark.parametrize(
+    ("parse", "text", "field"),
+    [
+        (parse_plan_json, '{"skus": ' + DEEP + "}", "(syntax)"),
+        (parse_plan_toml, "skus = " + DEEP, "(syntax)"),
+        (parse_plan_json, '{"timezone": "Europe"}', "timezone"),  # a directory of the tz data
+        (parse_plan_json, '{"timezone": "America"}', "timezone"),
+        (parse_plan_json, '{"timezone": "' + "a" * 5000 + '"}', "timezone"),  # name too long
+        (parse_plan_toml, 'timezone = "Europe/"', "timezone"),
+    ],
+)
+def test_unusable_input_is_a_plan_error_not_a_crash(
+    parse: Callable[[str], PlanBook], text: str, field: str
+) -> None:
+    with pytest.raises(PlanError) as info:
+        parse(text)
+    assert info.value.fields == [field]
+
+
+def shift_from(first: str, times: list[str], days: int = 1) -> dict[str, list[dict[str, object]]]:
+    item: dict[str, object] = {
+        "site": "p1",
+        "line": "L1",
+        "quantity": 1,
+        "from": first,
+        "times": times,
+    }
+    return {"shifts": [{**item, "days": days}]}
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        shift_from("9999-12-31", ["06:00-14:00"], days=2),
+        shift_from("9999-12-31", ["22:00-06:00"]),  # ends on a day the calendar lacks
+        shift_from("9999-12-01", ["06:00-14:00"], days=400),
+    ],
+)
+def test_shifts_past_the_end_of_the_calendar_are_a_plan_error(
+    data: dict[str, list[dict[str, object]]],
+) -> None:
+    with pytest.raises(PlanError) as info:
+        plan_from_data(data)
+    assert info.value.fields == ["shifts[0].from"]
+
+
+def test_shifts_up_to_the_end_of_the_calendar_are_fine() -> None:
+    overnight = shift_from("9999-12-30", ["22:00-06:00"])["shifts"]
+    last_day = shift_from("9999-12-31", ["06:00-14:00"])["shifts"]
+    book = plan_from_data({"shifts": [*overnight, *last_day]})
+    assert [t.end_ms for t in book.production] == [ms(9999, 12, 31, 6), ms(9999, 12, 31, 14)]
+    assert parse_plan_json(plan_to_json(book)) == book
 
 
 def test_json_null_means_absent_for_optional_fields() -> None:
