@@ -16,6 +16,7 @@ import argparse
 import csv
 import io
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any, TextIO
@@ -86,13 +87,16 @@ def _notes(notes: list[str], err: TextIO) -> None:
         print(f"note: {n}", file=err)
 
 
+MAX_HOURS = 87_600  # ten years: beyond that a lead time or horizon is a typo
+
+
 def _anomalies(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from cloud_service.analytics.anomaly import detect  # noqa: PLC0415
     from cloud_service.analytics.codes import reason_name  # noqa: PLC0415
     from cloud_service.analytics.csvio import read_series  # noqa: PLC0415
 
-    if args.sensitivity <= 0:
-        raise _Usage("--sensitivity must be positive")
+    if not (math.isfinite(args.sensitivity) and args.sensitivity > 0):
+        raise _Usage("--sensitivity must be a positive number")
     series = read_series(_read(args.file), "value")
     det = detect(series.ts_ms, series.values, sensitivity=args.sensitivity, kind=args.kind)
     _notes(series.notes, err)
@@ -122,6 +126,15 @@ def _depletion(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     notes = list(series.notes)
     if args.counter_bits is not None and not 1 <= args.counter_bits <= 64:
         raise _Usage("--counter-bits must be between 1 and 64")
+    for flag, value, most in (
+        ("--lead-time", args.lead_time, MAX_HOURS),
+        ("--review-period", args.review_period, MAX_HOURS),
+        ("--safety-stock", args.safety_stock, math.inf),
+    ):
+        if not (math.isfinite(value) and 0 <= value <= most):
+            raise _Usage(f"{flag} must be a number from 0 to {most:g}")
+    if not 1 <= args.horizon <= MAX_HOURS:
+        raise _Usage(f"--horizon must be from 1 to {MAX_HOURS} hours")
     if args.production is not None:
         counts = read_series(_read(args.production), "count")
         notes += [f"{args.production.name}: {n}" for n in counts.notes]

@@ -22,6 +22,7 @@ import math
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 
@@ -36,6 +37,7 @@ from cloud_service.alerts.inputs import (
 from cloud_service.analytics import depletion
 from cloud_service.analytics.codes import Reason, reason_name
 from cloud_service.analytics.engine import F64, I64, AnomalyEngine, AnomalyEvents
+from cloud_service.analytics.kernels.anomaly import FLAT_N
 from cloud_service.analytics.plan import (
     Adherence,
     DemandVsPlan,
@@ -124,10 +126,20 @@ class LiveAnalytics:
         self.line_totals: list[LineTotal] = []
         self.points = 0
         self.forecast_errors = 0
+        #: Series whose figures raised (a bug or data no check foresaw): skipped, counted,
+        #: logged once each; the other series' figures go on.
+        self.refresh_errors = 0
+        self._logged_failures: set[int] = set()
 
     # -- inputs from ingest ---------------------------------------------------------------
     def on_birth(self, site: str, birth: Birth) -> None:
-        ids = self.index.learn(site, birth)
+        ids, retired = self.index.learn(site, birth)
+        for sid in retired:  # removed from the gateway's config: no figures, no no-data alert
+            self._stock.pop(sid, None)
+            self._counter.pop(sid, None)
+            self._recent.pop(sid, None)
+            if sid < self._received.size:
+                self._received[sid] = 0
         for sid, spec in zip(ids, birth.signals, strict=True):
             self.engine.configure(
                 [sid],
@@ -167,6 +179,18 @@ class LiveAnalytics:
             trail = self._stock.get(sid) or self._counter.get(sid) or self.trail(sid)
             if trail is not None:
                 trail.add(t, v)
+
+    def rebuild_engine(self, series: I64, ts_ms: I64, values: F64) -> int:
+        """Stored history into the anomaly engine (no live alerts), and into the flat-run
+        baselines the stuck rule compares with; returns the points folded in."""
+        folded = self.engine.rebuild(series, ts_ms, values)
+        self._flat.learn_history(
+            series, ts_ms, values,
+            min_repeats=FLAT_N,
+            warmup_ms=int(self.settings.stuck_warmup_h * HOUR_MS),
+            factor=self.settings.stuck_vs_longest,
+        )  # fmt: skip
+        return folded
 
     def trail(self, sid: int) -> BucketTrail | None:
         """The bounded history kept for a stock level or counter (created on first use);
@@ -238,16 +262,25 @@ class LiveAnalytics:
         while p.pos < len(p.sids):
             sid = p.sids[p.pos]
             p.pos += 1
-            self._refresh_stock(sid, now_ms, p)
+            self._isolated(sid, partial(self._refresh_stock, sid, now_ms, p))
             over = budget_ms is not None and (time.perf_counter() - started) * 1000 >= budget_ms
             if over and p.pos < len(p.sids):
                 return False
-        counted = [
-            out
-            for sid, trail in self._counter.items()
-            if (out := self._production_figures(self.index.infos[sid], trail, now_ms)) is not None
-        ]
-        totals, p.production = line_totals(counted, now_ms)
+        counted: list[CounterOutput] = []
+        for sid, trail in self._counter.items():
+
+            def count(sid: int = sid, trail: CounterTrail = trail) -> None:
+                out = self._production_figures(self.index.infos[sid], trail, now_ms)
+                if out is not None:
+                    counted.append(out)
+
+            self._isolated(sid, count)
+        try:
+            totals, p.production = line_totals(counted, now_ms)
+        except Exception:
+            self.refresh_errors += 1
+            log.exception("live analytics: line totals failed; SKU figures kept without them")
+            totals, p.production = [], [o.figures for o in counted]
         self.stock_figures, self.consumption_figures = p.stock, p.consumption
         self.production_figures = p.production
         self.depletion_results, self.demand_results = p.depletion, p.demand
@@ -255,6 +288,23 @@ class LiveAnalytics:
         self.line_totals = totals
         self._pass = None
         return True
+
+    def abandon_pass(self) -> None:
+        """Start the next refresh from scratch (the current one failed half-way)."""
+        self._pass = None
+
+    def _isolated(self, sid: int, work: Callable[[], None]) -> None:
+        try:
+            work()
+        except Exception:
+            self.refresh_errors += 1
+            if sid not in self._logged_failures:
+                self._logged_failures.add(sid)
+                info = self.index.infos[sid]
+                log.exception(
+                    "live analytics: figures of %s/%s/%s failed; skipped",
+                    info.site, info.gateway, info.signal,
+                )  # fmt: skip
 
     def _feeders(self) -> dict[tuple[str, str], list[int]]:
         """``(site, sku) -> counters`` of what refills each stock: the counts that name the
@@ -358,7 +408,7 @@ class LiveAnalytics:
         )  # fmt: skip
 
     def _production_figures(
-        self, info: SeriesInfo, trail: BucketTrail, now_ms: int
+        self, info: SeriesInfo, trail: CounterTrail, now_ms: int
     ) -> CounterOutput | None:
         spec = info.spec
         if spec is None or spec.line is None:
@@ -385,6 +435,12 @@ class LiveAnalytics:
             else None
         )
         ts, total = trail.series(since_ms=period.start_ms - 2 * HOUR_MS)
+        if ts.size and ts[0] > period.start_ms + MINUTE_MS:
+            # a period longer than the minute trail (a week's target): its start from the
+            # hourly one, which is kept as long as stock history
+            hts, htotal = trail.hourly.series(since_ms=period.start_ms - 2 * HOUR_MS)
+            early = hts < ts[0]
+            ts, total = np.r_[hts[early], ts], np.r_[htotal[early], total]
         if ts.size == 0 or (ts[0] > period.start_ms + MINUTE_MS and now_ms - ts[0] < HOUR_MS):
             return None  # no reading from before the period: attainment unknown yet
         a = adherence(ts, total, period, now_ms, rate_window_h=self.settings.rate_window_h)
@@ -448,6 +504,7 @@ class LiveAnalytics:
             now_ms - self._flat.first >= int(self.settings.stuck_warmup_h * HOUR_MS)
         )
         stuck = (run > 0) & warm & (run > self.settings.stuck_vs_longest * self._flat.longest)
+        self._flat.flag(stuck)
         for sid in list(self._recent):
             self._recent[sid].prune(now_ms - self._hold_ms)
             if not self._recent[sid].onsets:

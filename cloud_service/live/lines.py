@@ -101,7 +101,7 @@ def _total(site: str, line: str, group: Sequence[CounterOutput], now_ms: int) ->
     target: dict[str | None, float] = {}
     for o in group:  # two counters of one SKU (two stations) add up; its plan counts once
         sku = o.figures.sku
-        made[sku] = made.get(sku, 0.0) + o.adherence.produced
+        made[sku] = made.get(sku, 0.0) + max(o.adherence.produced, 0.0)
         due[sku] = o.adherence.planned_so_far
         target[sku] = o.period.planned_qty
     whole = group[0].line_plan  # targets for all of the line's output, counted once

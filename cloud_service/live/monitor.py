@@ -22,6 +22,7 @@ from cloud_service.alerts.errors import AlertError
 from cloud_service.alerts.records import AlertEvent, RuleType
 from cloud_service.alerts.rules import Rule
 from cloud_service.alerts.service import AlertService
+from cloud_service.errors import MetadataError
 from cloud_service.ingest.health import HealthCore
 from cloud_service.live.analytics import LiveAnalytics
 from cloud_service.storage.errors import StorageError
@@ -103,6 +104,9 @@ class Monitor:
         self.wake()
 
     def set_rules(self, rules: Sequence[Rule]) -> None:
+        """Evaluate ``rules`` from the next step on; that step also clears the alerts of
+        rules removed, renamed or disabled, and of subjects now outside their rule's scope
+        (``AlertService.evaluate``)."""
         self.rules = list(rules)
         self._silence = silence_bounds(self.rules)
         self.wake()
@@ -137,9 +141,13 @@ class Monitor:
             self._wake.clear()
             try:
                 await self.step()
-            except (AlertError, StorageError, SQLAlchemyError, OSError) as exc:
+            except (AlertError, MetadataError, StorageError, SQLAlchemyError, OSError) as exc:
                 self.failures += 1
                 log.warning("alert evaluation failed (%s); retrying", exc)
+            except Exception:  # a bug: the loop must outlive it, or every alert stops
+                self.failures += 1
+                self.live.abandon_pass()
+                log.exception("alert evaluation failed unexpectedly; retrying")
             waits = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait(waits, timeout=interval, return_when=asyncio.FIRST_COMPLETED)

@@ -35,6 +35,7 @@ class SeriesIndex:
     infos: list[SeriesInfo] = field(default_factory=list)
     #: (site, signal) -> ids: an alert's subject is a signal at a site (any of its gateways)
     by_subject: dict[tuple[str, str], list[int]] = field(default_factory=dict)
+    _announced: dict[tuple[str, str], set[int]] = field(default_factory=dict)  # by gateway
 
     def __len__(self) -> int:
         return len(self.infos)
@@ -58,11 +59,18 @@ class SeriesIndex:
             ]
         return out
 
-    def learn(self, site: str, birth: Birth) -> list[int]:
-        """Attach the birth's specs; returns the ids of its signals."""
+    def learn(self, site: str, birth: Birth) -> tuple[list[int], list[int]]:
+        """Attach the birth's specs; returns the ids of its signals, and of the gateway's
+        signals it no longer announces (retired: their spec is gone, their id stays)."""
         ids = []
         for spec in birth.signals:
             sid = self.id_of(site, birth.gateway, spec.id)
             self.infos[sid] = SeriesInfo(site, birth.gateway, spec.id, spec)
             ids.append(sid)
-        return ids
+        key = (site, birth.gateway)
+        retired = sorted(self._announced.get(key, set()) - set(ids))
+        for sid in retired:
+            info = self.infos[sid]
+            self.infos[sid] = SeriesInfo(info.site, info.gateway, info.signal)
+        self._announced[key] = set(ids)
+        return ids, retired

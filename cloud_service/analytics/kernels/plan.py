@@ -16,7 +16,8 @@ I64 = npt.NDArray[np.int64]
 def counter_increments(values: F64) -> F64:
     """Per-reading increments of a cumulative counter; a decrease is a reset (counts from 0).
 
-    Non-finite readings add nothing and do not move the reference.
+    Non-finite readings add nothing and do not move the reference; a negative reading (a
+    signed register read past its range) counts nothing: output is never negative.
     """
     out = np.zeros(values.size, dtype=np.float64)
     prev = math.nan
@@ -25,7 +26,7 @@ def counter_increments(values: F64) -> F64:
         if not math.isfinite(v):
             continue
         if math.isfinite(prev):
-            out[i] = v - prev if v >= prev else v
+            out[i] = v - prev if v >= prev else max(v, 0.0)
         prev = v
     return out
 

@@ -119,6 +119,32 @@ def test_missing_file_and_bad_options(tmp_path: Path) -> None:
     assert "UTF-8" in err
 
 
+@pytest.mark.parametrize(
+    ("command", "message"),
+    [
+        (["anomalies", "--sensitivity", "inf"], "--sensitivity"),
+        (["anomalies", "--sensitivity", "nan"], "--sensitivity"),
+        (["depletion", "--lead-time", "inf"], "--lead-time"),
+        (["depletion", "--lead-time", "1e308"], "--lead-time"),
+        (["depletion", "--lead-time", "nan"], "--lead-time"),
+        (["depletion", "--lead-time", "5", "--review-period", "nan"], "--review-period"),
+        (["depletion", "--lead-time", "5", "--safety-stock", "inf"], "--safety-stock"),
+        (["depletion", "--lead-time", "5", "--horizon", "0"], "--horizon"),
+    ],
+)
+def test_options_out_of_range_are_one_clear_error(
+    tmp_path: Path, command: list[str], message: str
+) -> None:
+    path = _stock_csv(tmp_path)
+    if command[0] == "anomalies":
+        path.write_text("timestamp,value\n2026-01-01T00:00:00Z,1\n2026-01-01T00:01:00Z,2\n")
+    code, out, err = run(["analyze", command[0], str(path), *command[1:]])
+    assert code == 2
+    assert out == ""
+    assert message in err
+    assert "Traceback" not in err
+
+
 def test_depletion_nets_a_production_counter(tmp_path: Path) -> None:
     # 60 an hour made from 06:00 to 14:00, 20 an hour used: from level drops alone the rate
     # looks like 20 only off-shift; netting the 16-bit counter (it rolls over) recovers it
