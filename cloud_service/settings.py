@@ -17,7 +17,7 @@ from cloud_service.alerts.settings import AlertSettings
 from cloud_service.api.settings import ApiSettings
 from cloud_service.errors import ConfigError
 from cloud_service.live.settings import LiveSettings
-from shared.codec import Limits
+from shared.codec import MAX_PAYLOAD_BYTES, MAX_READINGS, Limits
 from shared.ids import check_id
 from shared.topics import DEFAULT_PREFIX, TopicScheme
 
@@ -75,8 +75,8 @@ class InfluxSettingsModel(_Section):
 class IngestSettings(_Section):
     max_points: int = Field(10_000, ge=1)  # flush a write at this many points...
     max_age_s: float = Field(0.2, gt=0)  # ... or when the oldest waiting message is this old
-    max_payload_bytes: int = Field(1_048_576, ge=1_024)
-    max_readings: int = Field(10_000, ge=1)
+    max_payload_bytes: int = Field(MAX_PAYLOAD_BYTES, ge=1_024)  # the edge batches within these
+    max_readings: int = Field(MAX_READINGS, ge=1)
     max_past_s: float = Field(35 * 86_400, gt=0)
     max_future_s: float = Field(300, ge=0)
     #: Writes to the time-series store in flight at once: one leaves influxd idle between
