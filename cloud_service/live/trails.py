@@ -6,6 +6,13 @@ against the demand plan, and a production counter per minute for attainment agai
 Each is a fixed-size ring of buckets holding the last reading of the bucket, so memory is
 bounded whatever the sampling rate. Late readings (older than the newest bucket) are ignored:
 replayed history cannot rewrite a bucket already used.
+
+Timestamps: a bucket holds the level or total as the bucket ended, so once a later bucket has
+begun it is stamped with its end (its last millisecond, still inside it: an hour is keyed by
+``ts // HOUR_MS`` everywhere); the newest bucket, still filling, keeps its reading's own time,
+so the reading just in counts in a window that ends now. Not the older readings' own times:
+InfluxQL's ``GROUP BY time()`` does not return them, and a trail rebuilt from InfluxDB at
+start-up (``history``) must give the same figures as one built live from the same readings.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ class BucketTrail:
     bucket_ms: int
     size: int
     _slot: I64 = field(init=False)  # bucket number held by each ring slot (-1: empty)
-    _ts: I64 = field(init=False)
+    _ts: I64 = field(init=False)  # time of the reading held (which is the bucket's latest)
     _value: F64 = field(init=False)
     newest: int = -1  # newest bucket number
 
@@ -51,13 +58,17 @@ class BucketTrail:
         return True
 
     def series(self, since_ms: int | None = None) -> tuple[I64, F64]:
-        """(timestamps, values) of the buckets held, oldest first, from ``since_ms`` on."""
+        """(timestamps, values) of the buckets held, oldest first, from ``since_ms`` on; a
+        bucket's timestamp is its end, the newest's its reading's (see the module's doc)."""
         lo = self.newest - self.size + 1
         keep = (self._slot >= lo) & (self._slot >= 0)
+        stamps = np.where(
+            self._slot == self.newest, self._ts, (self._slot + 1) * self.bucket_ms - 1
+        )
         if since_ms is not None:
-            keep &= self._ts >= since_ms
+            keep &= stamps >= since_ms
         order = np.argsort(self._slot[keep], kind="stable")
-        return self._ts[keep][order], self._value[keep][order]
+        return stamps[keep][order], self._value[keep][order]
 
     def latest(self) -> tuple[int, float] | None:
         if self.newest < 0:
@@ -76,6 +87,11 @@ class CounterTrail(BucketTrail):
 
     def add(self, ts_ms: int, value: float) -> bool:
         self.hourly.add(ts_ms, value)
+        return super().add(ts_ms, value)
+
+    def add_minute(self, ts_ms: int, value: float) -> bool:
+        """Into the minute buckets only (the start-up rebuild reads the hours on their own,
+        over the longer stock history)."""
         return super().add(ts_ms, value)
 
 

@@ -17,6 +17,7 @@ from cloud_service.live.analytics import LiveAnalytics
 from cloud_service.live.history import rebuild
 from cloud_service.live.outputs import OutputWriter
 from cloud_service.live.settings import LiveSettings
+from cloud_service.live.trails import CounterTrail
 from cloud_service.plans.model import PlanBook, ProductionTarget, SkuPolicy
 from cloud_service.storage.influx import InfluxSettings, InfluxStore
 from firmware_sim.stack import InfluxServer
@@ -93,10 +94,12 @@ async def test_rebuild_fills_trails_and_engine_then_figures_are_written_back(
     assert ts.size == 5 * 24  # one per hour, the last value of each
     assert level[-1] == pytest.approx(5000 - 40 * (5 * 24 * 60 - 10) / 60, abs=1e-3)
     assert counter.series()[0].size == 10 * 60
+    assert isinstance(counter, CounterTrail)
+    assert counter.hourly.series()[0].size == 10  # its hours too, for netting stock
     snap = live.engine.snapshot(np.array([ids["tmp"]]))
     assert snap.seen[0]
     assert report.engine_points >= 120  # the sensor's 2 h at least (plus the others')
-    assert report.trail_points == 5 * 24 + 10 * 60
+    assert report.trail_points == 5 * 24 + 10 * 60 + 10  # stock hours, counter minutes, hours
 
     live.refresh(NOW)
     [figures] = live.stock_figures
