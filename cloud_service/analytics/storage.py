@@ -68,6 +68,9 @@ I8 = npt.NDArray[np.int8]
 ANOMALY: Final = "anomaly"
 DEPLETION: Final = "depletion"
 PLAN_ADHERENCE: Final = "plan_adherence"
+#: Per signal, what the stuck rule has learned (its longest flat run, since when it watches):
+#: read back at start-up, so a restart does not start the stuck warm-up over.
+SIGNAL_BASELINE: Final = "signal_baseline"
 #: Tag keys of every analytics output, the same as the readings'.
 TAG_KEYS: Final = ("site", "gateway", "signal", "sku", "location", "line")
 PRECISION: Final = "ms"
@@ -221,6 +224,14 @@ def plan_line(
     return line(output_key(PLAN_ADHERENCE, tags), format_fields(fields), ts_ms, PRECISION)
 
 
+def baseline_line(
+    tags: Mapping[str, str], ts_ms: int, flat_longest_ms: int, watched_since_ms: int
+) -> str:
+    """One ``signal_baseline`` point (integer fields)."""
+    fields = _fields({"flat_longest_ms": flat_longest_ms, "watched_since_ms": watched_since_ms})
+    return line(output_key(SIGNAL_BASELINE, tags), format_fields(fields), ts_ms, PRECISION)
+
+
 # --- the writer -------------------------------------------------------------------------------
 
 
@@ -282,6 +293,13 @@ class AnalyticsWriter:
     ) -> WriteOutcome:
         """Write depletion forecasts, one ``(tags, result)`` per (site, SKU, location)."""
         lines = [ln for tags, r in items if (ln := depletion_line(tags, r)) is not None]
+        return await write_isolating(self.store, lines, precision=PRECISION)
+
+    async def baselines(
+        self, items: Iterable[tuple[Mapping[str, str], int, int]], ts_ms: int
+    ) -> WriteOutcome:
+        """Write ``(tags, flat_longest_ms, watched_since_ms)`` per signal."""
+        lines = [baseline_line(tags, ts_ms, longest, since) for tags, longest, since in items]
         return await write_isolating(self.store, lines, precision=PRECISION)
 
     async def plan(

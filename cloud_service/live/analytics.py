@@ -180,6 +180,21 @@ class LiveAnalytics:
             if trail is not None:
                 trail.add(t, v)
 
+    def flat_baselines(self) -> list[tuple[int, int, int]]:
+        """``(series id, longest flat run ms, watched since ms)`` of the announced signals
+        watched so far: saved with the outputs, restored at start-up."""
+        flat = self._flat
+        return [
+            (sid, int(flat.longest[sid]), int(flat.first[sid]))
+            for sid in np.flatnonzero(flat.first >= 0).tolist()
+            if sid < len(self.index) and self.index.infos[sid].spec is not None
+        ]
+
+    def restore_baselines(self, items: Iterable[tuple[int, int, int]]) -> None:
+        """Baselines saved before a restart (call before :meth:`rebuild_engine`)."""
+        for sid, longest_ms, first_ms in items:
+            self._flat.restore(sid, longest_ms, first_ms)
+
     def rebuild_engine(self, series: I64, ts_ms: I64, values: F64) -> int:
         """Stored history into the anomaly engine (no live alerts), and into the flat-run
         baselines the stuck rule compares with; returns the points folded in."""

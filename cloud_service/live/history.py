@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-from cloud_service.analytics.storage import read_history
+from cloud_service.analytics.storage import DAY_MS, SIGNAL_BASELINE, read_history
 from cloud_service.live.analytics import LiveAnalytics
 from cloud_service.live.trails import HOUR_MS, BucketTrail, CounterTrail
 from cloud_service.storage import influxql
@@ -133,6 +133,29 @@ async def _last_per_bucket(
     return _points(ids, await store.query(q, epoch="ms"))
 
 
+async def _baselines(
+    store: TimeSeriesStore, ids: Mapping[tuple[str, str, str], int], start_ms: int, end_ms: int
+) -> list[tuple[int, int, int]]:
+    """``(series id, longest flat run, watched since)`` as last written (``outputs``)."""
+    group = ", ".join(influxql.quote_ident(t, "tag key") for t in _IDENTITY)
+    longest = influxql.quote_ident("flat_longest_ms", "field")
+    since = influxql.quote_ident("watched_since_ms", "field")
+    q = (
+        f"SELECT last({longest}), last({since}) "  # noqa: S608 - identifiers quoted
+        f"FROM {influxql.source(SIGNAL_BASELINE)}"
+        f"{influxql.where_clause(None, start_ms, end_ms)} GROUP BY {group}"
+    )
+    out = []
+    for series in await store.query(q, epoch="ms"):
+        sid = _id(ids, {k: str(v) for k, v in series.tags.items() if v})
+        if sid is None or not series.values:
+            continue
+        _t, flat, watched = series.values[-1][:3]
+        if isinstance(flat, int | float) and isinstance(watched, int | float):
+            out.append((sid, int(flat), int(watched)))
+    return out
+
+
 async def rebuild(
     live: LiveAnalytics, store: TimeSeriesStore, now_ms: int | None = None
 ) -> RebuildReport:
@@ -164,6 +187,10 @@ async def rebuild(
             for k, _, span_ms, into in reads:
                 if k is kind and t >= now - span_ms:
                     into(trail)(t, v)  # the bucket's value again: not counted twice
+    # what the stuck rule learned before, then what the replayed history adds to it
+    live.restore_baselines(
+        await _baselines(store, ids, now - live.settings.stock_history_days * DAY_MS, now + 1)
+    )
     engine_points = 0
     hours = engine_window_h(live)
     if hours > 0:

@@ -1,11 +1,12 @@
 """The live analytics' figures written back to InfluxDB, beside the readings.
 
 Forecasts (``depletion``) and plan figures (``plan_adherence``: per counter, and per line
-with its ``mix_drift`` where a line is counted per SKU) at each refresh, and the
-anomaly onsets (``anomaly``) as they happen, through :class:`~..analytics.storage.AnalyticsWriter`
-(its own measurements, the readings' tags), so dashboards chart them next to the data. A
-failed write is logged and counted, never retried into a pile: the next refresh writes newer
-figures.
+with its ``mix_drift`` where a line is counted per SKU) at each refresh, the anomaly onsets
+(``anomaly``) as they happen, and each signal's flat-run baseline (``signal_baseline``, when
+it changed and hourly: what the start-up rebuild restores), through
+:class:`~..analytics.storage.AnalyticsWriter` (its own measurements, the readings' tags),
+so dashboards chart them next to the data. A failed write is logged and counted, never
+retried into a pile: the next refresh writes newer figures.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from cloud_service.storage.base import TimeSeriesStore
 from cloud_service.storage.errors import StorageError
 
 log = logging.getLogger(__name__)
+
+BASELINES_EVERY_MS = 3_600_000  # all of them hourly (the rebuild reads stock_history_days)
 
 
 def tags_of(info: SeriesInfo) -> dict[str, str]:
@@ -43,6 +46,8 @@ class OutputWriter:
         self._onsets: list[AnomalyEvents] = []
         self.points = 0
         self.failures = 0
+        self._baselines: dict[int, tuple[int, int]] = {}  # as last written
+        self._baselines_all_ms = -(10**15)  # when every baseline was last written
 
     def on_anomalies(self, events: AnomalyEvents) -> None:
         """Keep onsets (live and replayed) until the next flush."""
@@ -80,6 +85,26 @@ class OutputWriter:
             for info, d in live.demand_results:
                 if math.isfinite(d.ratio):
                     self.points += (await self.writer.plan(tags_of(info), now_ms, demand=d)).written
+            await self._write_baselines(now_ms)
         except StorageError as exc:
             self.failures += 1
             log.warning("analytics write-back failed (%s); the next refresh writes again", exc)
+
+    async def _write_baselines(self, now_ms: int) -> None:
+        every = now_ms - self._baselines_all_ms >= BASELINES_EVERY_MS
+        changed = [
+            (sid, longest, since)
+            for sid, longest, since in self.live.flat_baselines()
+            if every or self._baselines.get(sid) != (longest, since)
+        ]
+        if not changed:
+            return
+        infos = self.live.index.infos
+        outcome = await self.writer.baselines(
+            ((tags_of(infos[sid]), longest, since) for sid, longest, since in changed), now_ms
+        )
+        self.points += outcome.written
+        for sid, longest, since in changed:
+            self._baselines[sid] = (longest, since)
+        if every:
+            self._baselines_all_ms = now_ms

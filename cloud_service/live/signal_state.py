@@ -70,6 +70,13 @@ class FlatRuns:
         self.since, self.length = since.copy(), run
         return run
 
+    def restore(self, sid: int, longest_ms: int, first_ms: int) -> None:
+        """A baseline saved before a restart (what :meth:`learn_history` then adds to)."""
+        self._grow(sid + 1)
+        self.longest[sid] = max(int(self.longest[sid]), longest_ms)
+        if first_ms >= 0 and (self.first[sid] < 0 or first_ms < self.first[sid]):
+            self.first[sid] = first_ms
+
     def flag(self, stuck: npt.NDArray[np.bool_]) -> None:
         """These signals' current runs were reported stuck."""
         self._grow(stuck.size)

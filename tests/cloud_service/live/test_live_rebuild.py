@@ -15,6 +15,7 @@ import pytest
 from cloud_service.alerts.inputs import ConsumptionFigures, ProductionFigures, StockFigures
 from cloud_service.live.analytics import LiveAnalytics
 from cloud_service.live.history import rebuild
+from cloud_service.live.outputs import OutputWriter
 from cloud_service.live.trails import BucketTrail, CounterTrail
 from cloud_service.plans.model import DemandTarget, PlanBook, ProductionTarget, SkuPolicy
 from cloud_service.storage.influx import InfluxSettings, InfluxStore
@@ -182,3 +183,60 @@ async def test_a_signal_whose_tags_changed_comes_back_whole(
     assert rts.size == 240
     _same_trail(live._stock[0], rebuilt._stock[0])
     assert rv[120] == 50_000.0 - (120 * 6 + 5)  # the hour of the change: its last reading
+
+
+def _sensor() -> LiveAnalytics:
+    live = LiveAnalytics()
+    live.on_birth(
+        SITE,
+        Birth(
+            gateway=GW, site=SITE, boot="b", agent_version="t", config_hash="h",
+            started_ms=T0,
+            signals=[SignalSpec(id="x", kind=SignalKind.SENSOR, period_s=60.0)],
+        ),
+    )  # fmt: skip
+    return live
+
+
+def _stuck_from(live: LiveAnalytics, ts: np.ndarray, val: np.ndarray) -> float | None:
+    for t, v in zip(ts.tolist(), val.tolist(), strict=True):
+        batch = TelemetryBatch(gateway=GW, boot="b", seq=1, readings=[Reading("x", t, v)])
+        live.on_batch(SITE, GW, batch, t)
+        if any(f.stuck_since_ms is not None for f in live.inputs(t, silence=[]).signals):
+            return (t - T0) / H
+    return None
+
+
+async def test_a_restart_keeps_what_the_stuck_rule_learned(store: InfluxStore) -> None:
+    """A sensor that habitually rests flat for 2 h (10-12 h), then sticks for good at 41 h,
+    with a restart at 40 h: the baseline written with the outputs comes back, so the fault is
+    seen when it would have been without the restart (not a day of warm-up later, and not
+    sooner: the 2 h rest is still known, though older than the 6 h of replayed points)."""
+    rng = np.random.default_rng(7)
+    ts = T0 + np.arange(0, 60 * H, M)
+    val = 20 + rng.normal(0, 1, ts.size).round(3)
+    hours = (ts - T0) / H
+    for start, end in ((10, 12), (41, 60)):
+        sel = (hours >= start) & (hours < end)
+        val[sel] = val[np.flatnonzero(sel)[0] - 1]
+    continuous = _stuck_from(_sensor(), ts, val)
+    assert continuous is not None
+    assert 44 < continuous < 46.5  # twice the longest rest after the fault began
+
+    restart = T0 + 40 * H
+    before = ts < restart
+    first_life = _sensor()
+    assert _stuck_from(first_life, ts[before], val[before]) is None
+    await OutputWriter(first_life, store).flush(int(ts[before][-1]))
+    await store.write(
+        [
+            _line("sensor", "", v, t).format("x")
+            for t, v in zip(ts[before].tolist(), val[before].tolist(), strict=True)
+        ],
+        precision="ms",
+    )
+    second_life = _sensor()
+    await rebuild(second_life, store, now_ms=restart)
+    [(_, longest, since)] = second_life.flat_baselines()
+    assert (longest, since) == first_life.flat_baselines()[0][1:]
+    assert _stuck_from(second_life, ts[~before], val[~before]) == pytest.approx(continuous)
