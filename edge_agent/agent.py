@@ -59,7 +59,7 @@ log = logging.getLogger(__name__)
 
 SPOOL_RETRY_MIN_S = 1.0  # first retry after the spool could not be written, doubling to
 SPOOL_RETRY_MAX_S = 60.0
-UNSAVED_MAX_BYTES = 16 * 1024 * 1024  # closed batches held in memory while it cannot
+UNSAVED_MAX_BYTES = 8 * 1024 * 1024  # closed batches held in memory while it cannot (RSS)
 
 
 class Agent:
