@@ -7,6 +7,7 @@ Closed batches are held here until their COMMIT succeeded: a transaction SQLite 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Final
 
 import msgspec
@@ -18,12 +19,23 @@ from shared.messages import Reading, TelemetryBatch
 encode_readings: Final = msgspec.json.Encoder().encode
 
 
+@dataclass(frozen=True, slots=True)
+class _Held:
+    """A closed batch not yet committed: its payload, not its reading objects (memory)."""
+
+    payload: bytes
+    readings: int
+    historical: bool
+    clock_step_ms: int
+    created_ms: int
+
+
 class BatchWriter:
     """Remembers what of the current transaction is written, and what is not yet committed."""
 
     def __init__(self) -> None:
         self._written_open: dict[int, int] = {}  # open seq -> readings written
-        self._unsaved: dict[int, tuple[TelemetryBatch, bytes, int]] = {}  # seq -> batch, created
+        self._unsaved: dict[int, _Held] = {}  # seq -> closed batch, until committed
         self._written_closed: set[int] = set()  # unsaved seqs in the pending transaction
         self.unsaved_bytes = 0
 
@@ -50,19 +62,23 @@ class BatchWriter:
         return list(self._unsaved)
 
     def unsaved_readings(self) -> int:
-        return sum(len(batch.readings) for batch, _, _ in self._unsaved.values())
+        return sum(h.readings for h in self._unsaved.values())
 
     def shift_created(self, step_ms: int) -> None:
         """The wall clock stepped: held batches keep their age (as the spool's do)."""
-        for seq, (batch, payload, created) in self._unsaved.items():
-            self._unsaved[seq] = (batch, payload, created + step_ms)
+        for seq, h in self._unsaved.items():
+            self._unsaved[seq] = _Held(
+                h.payload, h.readings, h.historical, h.clock_step_ms, h.created_ms + step_ms
+            )
 
     def hold(self, closed: Iterable[TelemetryBatch], wall_ms: int) -> list[TelemetryBatch]:
         """Keep closed batches until committed (without writing them); returns them."""
         batches = list(closed)
         for batch in batches:
             payload = encode_readings(batch.readings)
-            self._unsaved[batch.seq] = (batch, payload, wall_ms)
+            self._unsaved[batch.seq] = _Held(
+                payload, len(batch.readings), batch.historical, batch.clock_step_ms, wall_ms
+            )
             self.unsaved_bytes += len(payload)
         return batches
 
@@ -71,20 +87,20 @@ class BatchWriter:
     ) -> list[int]:
         """Put held closed batches and grown open ones in the pending transaction; returns
         the open seqs written."""
-        for seq, (batch, payload, created_ms) in self._unsaved.items():
+        for seq, h in self._unsaved.items():
             if seq in self._written_closed:
                 continue
             store.put_batch(
                 ordinal,
-                batch.seq,
-                payload,
-                len(batch.readings),
+                seq,
+                h.payload,
+                h.readings,
                 closed=True,
-                historical=batch.historical,
-                clock_step_ms=batch.clock_step_ms,
-                created_ms=created_ms,
+                historical=h.historical,
+                clock_step_ms=h.clock_step_ms,
+                created_ms=h.created_ms,
             )
-            self._written_open.pop(batch.seq, None)
+            self._written_open.pop(seq, None)
             self._written_closed.add(seq)
         opened: list[int] = []
         for ob in open_batches:
