@@ -146,6 +146,30 @@ def format_sse(event: StoredEvent | None) -> str:
     return f"{head}event: {event.type}\n{data}\n\n"
 
 
+def resume_from(after: int | None, last_event_id: str | None) -> int | None:
+    """The event id to resume after: the ``Last-Event-ID`` header, else ``?after=``."""
+    if not last_event_id:
+        return after
+    try:
+        return int(last_event_id)
+    except ValueError:
+        raise HTTPException(400, "Last-Event-ID must be an event id") from None
+
+
+def sse_response(
+    stream: AlertStream, events: AsyncIterator[StoredEvent | None]
+) -> StreamingResponse:
+    """``events`` as a ``text/event-stream`` response (heartbeats as comments)."""
+
+    async def body() -> AsyncIterator[str]:
+        yield f"retry: {stream.settings.retry_ms}\n\n"
+        async for event in events:
+            yield format_sse(event)
+
+    headers: dict[str, Any] = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    return StreamingResponse(body(), media_type="text/event-stream", headers=headers)
+
+
 def stream_router(
     stream: AlertStream, *, path: str = "/alerts/stream", dependencies: Sequence[Depends] = ()
 ) -> APIRouter:
@@ -159,19 +183,6 @@ def stream_router(
         after: int | None = Query(default=None, ge=0),
         last_event_id: str | None = Header(default=None, alias="Last-Event-ID"),
     ) -> StreamingResponse:
-        resume = after
-        if last_event_id:
-            try:
-                resume = int(last_event_id)
-            except ValueError:
-                raise HTTPException(400, "Last-Event-ID must be an event id") from None
-
-        async def body() -> AsyncIterator[str]:
-            yield f"retry: {stream.settings.retry_ms}\n\n"
-            async for event in stream.events(resume, site):
-                yield format_sse(event)
-
-        headers: dict[str, Any] = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-        return StreamingResponse(body(), media_type="text/event-stream", headers=headers)
+        return sse_response(stream, stream.events(resume_from(after, last_event_id), site))
 
     return router

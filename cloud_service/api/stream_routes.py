@@ -15,13 +15,13 @@ checked again later.
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from typing import Annotated, Any, Final
+from typing import Annotated, Final
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Query
+from fastapi import APIRouter, Depends, Header, Query
 from starlette.responses import StreamingResponse
 
 from cloud_service.alerts.store import StoredEvent
-from cloud_service.alerts.stream import RESET, AlertStream, format_sse
+from cloud_service.alerts.stream import RESET, AlertStream, resume_from, sse_response
 from cloud_service.api.auth import Guards, Principal
 
 log = logging.getLogger(__name__)
@@ -77,19 +77,7 @@ def alert_stream_router(stream: AlertStream, guards: Guards, path: str) -> APIRo
         last_event_id: str | None = Header(default=None, alias="Last-Event-ID"),
     ) -> StreamingResponse:
         """Server-Sent Events of the alerts of the key's sites (see docs/alerts.md)."""
-        resume = after
-        if last_event_id:
-            try:
-                resume = int(last_event_id)
-            except ValueError:
-                raise HTTPException(400, "Last-Event-ID must be an event id") from None
-
-        async def body() -> AsyncIterator[str]:
-            yield f"retry: {stream.settings.retry_ms}\n\n"
-            async for event in events_for(stream, who, guards.still_valid, resume, site):
-                yield format_sse(event)
-
-        headers: dict[str, Any] = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-        return StreamingResponse(body(), media_type="text/event-stream", headers=headers)
+        resume = resume_from(after, last_event_id)
+        return sse_response(stream, events_for(stream, who, guards.still_valid, resume, site))
 
     return router
