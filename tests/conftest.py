@@ -11,11 +11,13 @@ reconfigure a server use the ``fresh_*`` factories instead.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from cloud_service.storage.influx import InfluxSettings, InfluxStore
+from cloud_service.storage.influxql import drop_database
 from firmware_sim.stack import (
     BinaryNotFoundError,
     InfluxServer,
@@ -104,6 +106,20 @@ def fresh_influxd(
     yield make
     for server in servers:
         server.stop()
+
+
+@pytest.fixture
+async def influx_store(
+    influxd: InfluxServer, unique_name: Callable[[str], str]
+) -> AsyncIterator[InfluxStore]:
+    """A store on a database of its own in the session's influxd, dropped afterwards."""
+    store = InfluxStore(InfluxSettings(url=influxd.url, database=unique_name("db")))
+    await store.ensure_database()
+    try:
+        yield store
+    finally:
+        await store.query(drop_database(store.settings.database))
+        await store.aclose()
 
 
 @pytest.fixture

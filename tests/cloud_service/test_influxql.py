@@ -6,13 +6,11 @@ The pure tests check the literal against a port of the InfluxQL scanner's ``Scan
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cloud_service.storage.influx import InfluxSettings, InfluxStore
+from cloud_service.storage.influx import InfluxStore
 from cloud_service.storage.influxql import (
     create_database,
     create_retention_policy,
@@ -26,7 +24,6 @@ from cloud_service.storage.influxql import (
     where_clause,
 )
 from cloud_service.storage.line_protocol import series_key
-from firmware_sim.stack import InfluxServer
 from shared.ids import InvalidIdError
 
 INJECTIONS = [
@@ -179,14 +176,8 @@ NASTY_VALUES = [
 
 
 @pytest.fixture
-async def store(
-    influxd: InfluxServer, unique_name: Callable[[str], str]
-) -> AsyncIterator[InfluxStore]:
-    s = InfluxStore(InfluxSettings(url=influxd.url, database=unique_name("ql")))
-    await s.ensure_database()
-    yield s
-    await s.query(drop_database(s.settings.database))
-    await s.aclose()
+def store(influx_store: InfluxStore) -> InfluxStore:
+    return influx_store
 
 
 @pytest.mark.integration

@@ -8,8 +8,6 @@ readings' tags.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-
 import numpy as np
 import pytest
 
@@ -19,8 +17,7 @@ from cloud_service.live.outputs import OutputWriter
 from cloud_service.live.settings import LiveSettings
 from cloud_service.live.trails import CounterTrail
 from cloud_service.plans.model import PlanBook, ProductionTarget, SkuPolicy
-from cloud_service.storage.influx import InfluxSettings, InfluxStore
-from firmware_sim.stack import InfluxServer
+from cloud_service.storage.influx import InfluxStore
 from shared.messages import Birth, SignalKind, SignalSpec
 
 pytestmark = pytest.mark.integration
@@ -31,15 +28,8 @@ SITE, GW = "plant-1", "gw-1"
 
 
 @pytest.fixture
-async def store(
-    influxd: InfluxServer, unique_name: Callable[[str], str]
-) -> AsyncIterator[InfluxStore]:
-    s = InfluxStore(InfluxSettings(url=influxd.url, database=unique_name("db")))
-    await s.ensure_database()
-    try:
-        yield s
-    finally:
-        await s.aclose()
+def store(influx_store: InfluxStore) -> InfluxStore:
+    return influx_store
 
 
 def _live() -> LiveAnalytics:

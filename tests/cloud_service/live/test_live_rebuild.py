@@ -6,7 +6,7 @@ The same readings go once through ``on_batch`` (live) and once through InfluxDB 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict
 
 import numpy as np
@@ -18,8 +18,7 @@ from cloud_service.live.history import rebuild
 from cloud_service.live.outputs import OutputWriter
 from cloud_service.live.trails import BucketTrail, CounterTrail
 from cloud_service.plans.model import DemandTarget, PlanBook, ProductionTarget, SkuPolicy
-from cloud_service.storage.influx import InfluxSettings, InfluxStore
-from firmware_sim.stack import InfluxServer
+from cloud_service.storage.influx import InfluxStore
 from shared.messages import Birth, Reading, SignalKind, SignalSpec, TelemetryBatch
 
 pytestmark = pytest.mark.integration
@@ -32,15 +31,8 @@ Figures = StockFigures | ConsumptionFigures | ProductionFigures
 
 
 @pytest.fixture
-async def store(
-    influxd: InfluxServer, unique_name: Callable[[str], str]
-) -> AsyncIterator[InfluxStore]:
-    s = InfluxStore(InfluxSettings(url=influxd.url, database=unique_name("db")))
-    await s.ensure_database()
-    try:
-        yield s
-    finally:
-        await s.aclose()
+def store(influx_store: InfluxStore) -> InfluxStore:
+    return influx_store
 
 
 def _stock_and_line() -> LiveAnalytics:

@@ -8,14 +8,13 @@ Pure properties first, then every accepted name round-trips through the real inf
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cloud_service.storage.influx import InfluxSettings, InfluxStore
-from cloud_service.storage.influxql import drop_database
+from cloud_service.storage.influx import InfluxStore
 from cloud_service.storage.line_protocol import (
     LineProtocolError,
     Point,
@@ -24,7 +23,6 @@ from cloud_service.storage.line_protocol import (
     escape_key,
     escape_measurement,
 )
-from firmware_sim.stack import InfluxServer
 
 T0 = 1_700_000_000_000
 LOOKALIKES = ["a\\ b", "a\\,b", "a\\=b", 'a\\"b', "a\\\\,b", "a\\\\ b", "a\\\\=b", "\\ a"]
@@ -91,14 +89,8 @@ def test_a_measurement_or_field_key_is_refused_exactly_when_influxd_would_change
 
 
 @pytest.fixture
-async def store(
-    influxd: InfluxServer, unique_name: Callable[[str], str]
-) -> AsyncIterator[InfluxStore]:
-    s = InfluxStore(InfluxSettings(url=influxd.url, database=unique_name("bs")))
-    await s.ensure_database()
-    yield s
-    await s.query(drop_database(s.settings.database))
-    await s.aclose()
+def store(influx_store: InfluxStore) -> InfluxStore:
+    return influx_store
 
 
 def accepted(encode: Callable[[str], object], candidates: list[str]) -> list[str]:
