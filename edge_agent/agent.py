@@ -332,8 +332,12 @@ class Agent:
         if self._retry_timer is None:
             now = self.clock.mono_ms() / 1000
             delay_s = max(0.0, self._spool_backoff.failed(now) - now)
-            self._retry_timer = asyncio.get_running_loop().call_later(delay_s, self._flush)
+            self._retry_timer = asyncio.get_running_loop().call_later(delay_s, self._retry)
         self._birth_dirty = True
+
+    def _retry(self) -> None:
+        self._retry_timer = None
+        self._flush()
 
     def _recover_from_corruption(self, exc: SpoolCorruptError) -> None:
         kept = sum(len(ob.readings) for ob in self.batcher.open_batches())  # rewritten below
@@ -344,7 +348,9 @@ class Agent:
         moved = quarantine(self.store.path, self.clock.wall_ms())
         self.quarantined.append(str(moved))
         self.corrupt_at_runtime += 1
+        ledger = self.store.ledger
         self.store = SpoolStore(self.store.path, check_on_start=False)
+        self.store.carry_ledger(ledger)  # the counts go on (some may be in memory only)
         self.store.ledger.add_unattributed(DropReason.SPOOL_CORRUPT, lost)
         self.ordinal = self.store.begin_boot(self.boot, self.started_ms)
         connected = self.outbox.connected
@@ -358,6 +364,10 @@ class Agent:
         self._alerts_lost = False
         self.writer.lost()  # closed batches not yet committed go into the new file
         self._spool_down = False
+        if self._retry_timer is not None:
+            self._retry_timer.cancel()
+            self._retry_timer = None
+        self._spool_backoff.succeeded()
         self.sender.forget_telemetry()
         if connected:
             self.outbox.on_connect()
@@ -482,6 +492,12 @@ class Agent:
         if self._flush_handle is not None:
             self._flush_handle.cancel()
         self._flush()
+        if self._spool_down:
+            log.error(
+                "stopping with the spool unwritable: %d reading(s) held in memory are lost (%s)",
+                self.writer.unsaved_readings(),
+                self.last_spool_error,
+            )
 
     def stop_timers(self) -> None:
         self.sender.cancel()

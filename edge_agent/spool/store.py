@@ -121,9 +121,11 @@ class SpoolStore:
         self.totals = SpoolTotals()
         self.ledger = DropLedger()
         self._in_tx = False
-        self._tx_deletes: list[tuple[str, tuple[int, ...]]] = []  # this transaction's deletions
-        self._redo: list[tuple[str, tuple[int, ...]]] = []  # of a transaction rolled back
+        # statements to redo should their transaction be rolled back (deletions, age shifts)
+        self._tx_redoable: list[tuple[str, tuple[int, ...]]] = []
+        self._redo: list[tuple[str, tuple[int, ...]]] = []  # of transactions rolled back
         self._resync = False  # totals, open batches and boots to read again from the file
+        self._ledger_dirty = False  # counts in memory the file does not have yet
         self.rollbacks = 0
         self._open_sizes: dict[int, tuple[int, int]] = {}  # rows not closed: (bytes, readings)
         self._boots: dict[int, str] = {}
@@ -218,6 +220,7 @@ class SpoolStore:
         try:
             yield
         except sqlite3.Error as exc:
+            self._ledger_dirty = True  # counts merged in memory may not have reached the file
             if self._in_tx:
                 self._rolled_back()
             if is_corruption(exc):
@@ -230,9 +233,10 @@ class SpoolStore:
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
         self._in_tx = False
-        self._redo.extend(self._tx_deletes)  # kept until a commit succeeds
-        self._tx_deletes.clear()
+        self._redo.extend(self._tx_redoable)  # kept until a commit succeeds
+        self._tx_redoable.clear()
         self._resync = True
+        self._ledger_dirty = True
         self.rollbacks += 1
 
     def _begin(self) -> None:
@@ -243,13 +247,22 @@ class SpoolStore:
         if self._resync:
             for sql, params in self._redo:
                 self._db.execute(sql, params)
-            for signal, reason, n in self.ledger.rows():
-                self._db.execute(
-                    "INSERT INTO drops(signal, reason, count) VALUES(?, ?, ?) ON CONFLICT(signal,"
-                    " reason) DO UPDATE SET count = excluded.count",
-                    (signal, reason, n),
-                )
             self._read_state()
+
+    def _catch_up(self) -> None:
+        """Before reading what to delete: a transaction rolled back has its deletions and
+        shifts redone first (else the reads see rows that are gone already)."""
+        if self._resync and not self._in_tx:
+            with self._errors("write"):
+                self._begin()
+
+    def _write_ledger(self) -> None:
+        for signal, reason, n in self.ledger.rows():
+            self._db.execute(
+                "INSERT INTO drops(signal, reason, count) VALUES(?, ?, ?) ON CONFLICT(signal,"
+                " reason) DO UPDATE SET count = excluded.count",
+                (signal, reason, n),
+            )
 
     @property
     def failed_since_commit(self) -> bool:
@@ -262,11 +275,12 @@ class SpoolStore:
             self._begin()
             return self._db.execute(sql, params)
 
-    def _delete(self, sql: str, params: tuple[int, ...]) -> None:
-        """A deletion, redone in the next transaction should this one be rolled back."""
+    def _redoable(self, sql: str, params: tuple[int, ...]) -> None:
+        """A deletion or shift, redone in the next transaction should this one be rolled
+        back (once: the list is cleared by the commit that includes it)."""
         with self._errors("write"):
             self._begin()
-            self._tx_deletes.append((sql, params))
+            self._tx_redoable.append((sql, params))
             self._db.execute(sql, params)
 
     def query(self, sql: str, params: Any = ()) -> list[Any]:
@@ -279,12 +293,17 @@ class SpoolStore:
 
     def commit(self) -> bool:
         """Make every write so far durable (fsync). Returns whether there was anything."""
+        if self._ledger_dirty:
+            with self._errors("write"):
+                self._begin()
+                self._write_ledger()
         if not self._in_tx:
             return False
         with self._errors("commit"):
             self._db.execute("COMMIT")
         self._in_tx = False
-        self._tx_deletes.clear()
+        self._ledger_dirty = False
+        self._tx_redoable.clear()
         self._redo.clear()
         self._resync = False
         return True
@@ -323,7 +342,7 @@ class SpoolStore:
         ordinal = self._ordinals.pop(boot, None)
         if ordinal is not None:
             del self._boots[ordinal]
-            self._delete("DELETE FROM boots WHERE ordinal = ?", (ordinal,))
+            self._redoable("DELETE FROM boots WHERE ordinal = ?", (ordinal,))
 
     # -- batches -----------------------------------------------------------------------
 
@@ -378,20 +397,21 @@ class SpoolStore:
     def delete_upto(self, ordinal: int, seq: int) -> int:
         """Delete the boot's batches with seq <= ``seq`` (acked); returns readings deleted."""
         lo, hi = batch_key(ordinal, 0), batch_key(ordinal, seq)
+        self._catch_up()
         count, readings, nbytes = self.query(
             "SELECT COUNT(*), TOTAL(readings), TOTAL(length(payload)) FROM batches"
             " WHERE id BETWEEN ? AND ?",
             (lo, hi),
         )[0]
         if count:
-            self._delete("DELETE FROM batches WHERE id BETWEEN ? AND ?", (lo, hi))
+            self._redoable("DELETE FROM batches WHERE id BETWEEN ? AND ?", (lo, hi))
             self._account_removed(int(count), int(readings), int(nbytes), lo, hi)
         return int(readings)
 
     def shift_created(self, step_ms: int) -> None:
         """The wall clock stepped by ``step_ms``: keep every batch's age as it was."""
         if step_ms and self.totals.batches:
-            self.write("UPDATE batches SET created_ms = created_ms + ?", (step_ms,))
+            self._redoable("UPDATE batches SET created_ms = created_ms + ?", (step_ms,))
 
     def oldest_created_ms(self) -> int | None:
         rows = self.query("SELECT created_ms FROM batches ORDER BY id LIMIT 1")
@@ -402,6 +422,7 @@ class SpoolStore:
     def drop_oldest(self, excess_bytes: int, protect: set[int]) -> dict[int, int]:
         """Drop the oldest batches until ``excess_bytes`` are freed, never one in
         ``protect`` (keys of open batches) or anything after it. Returns ordinal -> upto seq."""
+        self._catch_up()
         candidates: list[BatchSize] = []
         freed = 0
         for key, nbytes, _created in self._oldest_rows():
@@ -414,6 +435,7 @@ class SpoolStore:
     def expire(self, cutoff_ms: int, protect: set[int]) -> dict[int, int]:
         """Drop the oldest batches created before ``cutoff_ms`` (a prefix: the first younger
         batch stops the sweep, so a clock step never punches holes)."""
+        self._catch_up()
         keys: list[int] = []
         for key, _nbytes, created in self._oldest_rows():
             if created >= cutoff_ms or key in protect:
@@ -442,14 +464,17 @@ class SpoolStore:
         counts: dict[str, int] = {}
         removed_readings = removed_bytes = 0
         for key in keys:
-            (payload,) = self.query("SELECT payload FROM batches WHERE id = ?", (key,))[0]
+            found = self.query("SELECT payload FROM batches WHERE id = ?", (key,))
+            if not found:
+                continue
+            (payload,) = found[0]
             rows = _rows_decoder.decode(payload)
             for row in rows:
                 signal = str(row[0]) if row else "?"
                 counts[signal] = counts.get(signal, 0) + 1
             removed_readings += len(rows)
             removed_bytes += len(payload)
-            self._delete("DELETE FROM batches WHERE id = ?", (key,))
+            self._redoable("DELETE FROM batches WHERE id = ?", (key,))
             ordinal, seq = split_key(key)
             upto[ordinal] = max(upto.get(ordinal, 0), seq)
         self.record_drops(counts, reason)
@@ -460,20 +485,31 @@ class SpoolStore:
         return upto
 
     def record_drops(self, counts: Mapping[str, int], reason: DropReason) -> None:
-        """Count readings given up (per signal), in the pending transaction."""
+        """Count readings given up (per signal), in the pending transaction (in memory first:
+        if the transaction is lost, the whole ledger is written back with the next)."""
+        self.ledger.merge(counts, reason.value)
         for signal, n in counts.items():
             self.write(
                 "INSERT INTO drops(signal, reason, count) VALUES(?, ?, ?) ON CONFLICT(signal,"
                 " reason) DO UPDATE SET count = count + excluded.count",
                 (signal, reason.value, n),
             )
-        self.ledger.merge(counts, reason.value)
 
     def record_drops_later(self, counts: Mapping[str, int], reason: DropReason) -> None:
         """Count readings given up while the file cannot be written: in the ledger now, in the
         file with the next transaction (which writes the whole ledger back)."""
         self.ledger.merge(counts, reason.value)
-        self._resync = True
+        self._ledger_dirty = True
+
+    def carry_ledger(self, ledger: DropLedger) -> None:
+        """Counts of a spool file replaced after corruption: they go on here (the birth's
+        ``dropped`` never goes backwards)."""
+        for signal, per in ledger.by_signal.items():
+            for reason, n in per.items():
+                self.ledger.merge({signal: n}, reason)
+        for reason, n in ledger.unattributed.items():
+            self.ledger.unattributed[reason] = self.ledger.unattributed.get(reason, 0) + n
+        self._ledger_dirty = True
 
     def _account_removed(self, batches: int, readings: int, nbytes: int, lo: int, hi: int) -> None:
         self.totals.batches -= batches

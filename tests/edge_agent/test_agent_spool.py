@@ -10,59 +10,12 @@ from __future__ import annotations
 import asyncio
 import os
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from edge_agent import agent as agent_module
-from edge_agent.agent import Agent
-from edge_agent.config import config_from_mapping
 from edge_agent.spool.store import SpoolStore
-from shared.messages import Alert, AlertState, Quality, Reading, Severity
-
-T0 = 1_790_000_000_000
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.wall = T0
-        self.mono = 1_000
-
-    def wall_ms(self) -> int:
-        return self.wall
-
-    def mono_ms(self) -> int:
-        return self.mono
-
-
-class Poller:
-    historical = False
-
-
-def agent(tmp_path: Path, clock: Clock, **spool: Any) -> Agent:
-    cfg = config_from_mapping(
-        {
-            "site": "p",
-            "gateway": "gw",
-            "batching": {"max_readings": 10, "max_age_s": 60},
-            "spool": {"path": str(tmp_path / "spool.db"), **spool},
-            "status": {"enabled": False},
-            "sources": [{"type": "modbus", "id": "plc1", "host": "127.0.0.1"}],
-            "signals": [
-                {"id": f"s{i}", "source": "plc1", "address": i, "kind": "sensor"} for i in range(4)
-            ],
-        },
-        use_env=False,
-    )
-    return Agent(cfg, store=SpoolStore(cfg.spool_path), boot="b1", started_ms=T0, clock=clock)
-
-
-async def feed(a: Agent, clock: Clock, polls: int) -> None:
-    for _ in range(polls):
-        clock.wall += 100
-        clock.mono += 100
-        a.ingest(Poller(), [Reading(f"s{i}", clock.wall, 1.5, Quality.GOOD) for i in range(4)])  # type: ignore[arg-type]
-        await asyncio.sleep(0)  # the flush (COMMIT) runs on the next loop turn
+from tests.edge_agent.spool_support import Clock, agent, alert, damage, disk_full, feed, wait_for
 
 
 async def test_drop_newest_refuses_new_readings_and_counts_them(tmp_path: Path) -> None:
@@ -105,18 +58,6 @@ async def test_old_batches_expire_by_age(tmp_path: Path) -> None:
     a.store.close()
 
 
-def damage(a: Agent) -> int:
-    """Overwrite every page of the spool file but the first (the header); returns its size."""
-    a.store.query("PRAGMA wal_checkpoint(TRUNCATE)")
-    a.store.query("PRAGMA cache_size=1")  # every read goes to the file
-    path = a.store.path
-    size = path.stat().st_size
-    with path.open("r+b") as f:
-        f.seek(4096)
-        f.write(os.urandom(size - 4096))
-    return size
-
-
 async def test_a_spool_that_turns_corrupt_while_running_is_replaced(tmp_path: Path) -> None:
     clock = Clock()
     a = agent(tmp_path, clock)
@@ -153,23 +94,6 @@ async def test_a_step_of_the_wall_clock_does_not_expire_the_spool(tmp_path: Path
     await asyncio.sleep(0)
     assert a.store.ledger.per_reason() == {"expired": 200}
     a.store.close()
-
-
-async def wait_for(predicate: Any, timeout_s: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while not predicate():
-        assert loop.time() < deadline, "timed out"
-        await asyncio.sleep(0.02)
-
-
-def disk_full(a: Agent, full: bool) -> None:
-    """A real SQLITE_FULL: the file may not grow past the pages it has (per connection)."""
-    if full:
-        (pages,) = a.store.query("PRAGMA page_count")[0]
-        a.store.query(f"PRAGMA max_page_count={pages}")
-    else:
-        a.store.query("PRAGMA max_page_count=1073741823")
 
 
 async def test_a_full_disk_holds_readings_in_memory_and_loses_none(tmp_path: Path) -> None:
@@ -214,19 +138,6 @@ async def test_past_the_memory_bound_a_full_disk_refuses_readings_and_counts_the
     again = SpoolStore(tmp_path / "spool.db")  # the counts reached the file too
     assert again.ledger.per_reason() == {"spool_error": refused}
     again.close()
-
-
-def alert(alert_id: str) -> Alert:
-    return Alert(
-        id=alert_id,
-        rule="stockout-risk",
-        severity=Severity.CRITICAL,
-        state=AlertState.ACTIVE,
-        subject="A-113",
-        title="A-113 runs out in 20 h",
-        raised=T0,
-        updated=T0,
-    )
 
 
 async def test_an_operator_ack_made_while_the_disk_is_full_reaches_the_spool(
