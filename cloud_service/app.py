@@ -70,6 +70,8 @@ class CloudApp:
                 "series": len(r.live.index),
                 "points": r.live.points,
                 "forecast_errors": r.live.forecast_errors,
+                "refresh_errors": r.live.refresh_errors,
+                "monitor_failures": r.monitor.failures if r.monitor else 0,
                 "evaluations": r.monitor.evaluations if r.monitor else 0,
                 "open_alerts": len(r.service.open_alerts()) if r.service else 0,
             }

@@ -148,6 +148,9 @@ async def test_gateway_offline_alert_reaches_the_plant_and_its_ack_comes_back(
         pub.publish(batch(gateway, 2, 10))
         await until(lambda: alert.id in watcher.cleared, 20, "the alert closed at the plant")
         assert [a for a in runtime.service.open_alerts() if a.key.site == site] == []
+        live = cloud.status()["live"]
+        assert live["evaluations"] > 0
+        assert (live["refresh_errors"], live["monitor_failures"]) == (0, 0)
     finally:
         watcher.close()
         pub.close()
