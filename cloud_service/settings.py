@@ -6,12 +6,19 @@ Example: ``FLIGHTDECK_CLOUD_INFLUX__URL=http://db:8086`` overrides ``[influx] ur
 
 from __future__ import annotations
 
+import json
+import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 from cloud_service.alerts.settings import AlertSettings
 from cloud_service.api.settings import ApiSettings
@@ -82,6 +89,10 @@ class IngestSettings(_Section):
     #: Writes to the time-series store in flight at once: one leaves influxd idle between
     #: requests (field notes); acks still go out in arrival order.
     writes_in_flight: int = Field(2, ge=1, le=8)
+    #: At a stop (SIGTERM), how long writes already in flight may take to finish and be
+    #: acked before they are cancelled (un-acked: redelivered). Under Docker's default 10 s
+    #: grace period before SIGKILL.
+    shutdown_timeout_s: float = Field(8.0, ge=0)
     #: Back-off between failed writes (store or metadata down): stop acking, retry, recover.
     retry_base_s: float = Field(0.2, gt=0)
     retry_cap_s: float = Field(5.0, gt=0)
@@ -171,6 +182,9 @@ def load_settings(path: Path | None = None, **overrides: Any) -> CloudSettings:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except OSError as exc:
             raise ConfigError(source, [("(file)", exc.strerror or str(exc))]) from None
+        except UnicodeDecodeError as exc:
+            problem = f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})"
+            raise ConfigError(source, [("(file)", problem)]) from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(source, [("(syntax)", str(exc))]) from None
     for section, values in overrides.items():
@@ -180,3 +194,19 @@ def load_settings(path: Path | None = None, **overrides: Any) -> CloudSettings:
     except ValidationError as exc:
         problems = [(".".join(map(str, e["loc"])) or "(root)", e["msg"]) for e in exc.errors()]
         raise ConfigError(source, problems) from None
+    except SettingsError as exc:  # an environment override pydantic-settings cannot parse
+        raise ConfigError("the environment", [_env_problem(exc)]) from None
+
+
+_SETTINGS_FIELD = re.compile(r'field "(?P<field>[^"]+)"')
+
+
+def _env_problem(exc: SettingsError) -> tuple[str, str]:
+    """``FLIGHTDECK_CLOUD_MQTT='{"host": '`` -> ``("mqtt", "FLIGHTDECK_CLOUD_MQTT is ...")``."""
+    match = _SETTINGS_FIELD.search(str(exc))
+    field = match["field"] if match else "(environment)"
+    variable = f"{CloudSettings.model_config.get('env_prefix', '')}{field.upper()}"
+    cause = exc.__cause__ or exc.__context__
+    if isinstance(cause, json.JSONDecodeError):
+        return field, f"{variable} is not valid JSON: {cause}"
+    return field, f"{variable} cannot be parsed: {cause or exc}"

@@ -15,6 +15,11 @@ the messages in the session.
 Stages run concurrently: a collector decodes the next batch while up to ``writes_in_flight``
 writes are on their way (one write in flight leaves influxd idle between requests). Writes
 may finish in any order; PUBACKs and end-to-end acks go out strictly in arrival order.
+
+A stop (SIGTERM) stops taking messages, lets the persists already in flight finish (at most
+``ingest.shutdown_timeout_s``), acks them, and only then disconnects. Whatever was received
+but not yet being written stays un-acked and the broker redelivers it; a persist still running
+at the deadline is cancelled (also un-acked).
 """
 
 from __future__ import annotations
@@ -51,6 +56,8 @@ from shared.messages import Ack
 from shared.topics import Channel, TopicScheme
 
 log = logging.getLogger(__name__)
+
+_DISCONNECT_WAIT_S = 2.0  # for paho to send the last acks and DISCONNECT at a stop
 
 __all__ = ["IngestCrashed", "IngestStats", "IngestWorker", "WritableStore"]
 
@@ -102,6 +109,9 @@ class IngestWorker:
         self._room.set()
         self._closing = False
         self._ready: asyncio.Queue[Prepared] = asyncio.Queue(maxsize=ingest.writes_in_flight)
+        # Persists on their way, oldest first; owned by ``_write``, drained by ``_drain``.
+        self._inflight: collections.deque[tuple[Prepared, asyncio.Task[None]]] = collections.deque()
+        self._disconnected = threading.Event()  # set by paho once DISCONNECT has gone out
         self._connected = asyncio.Event()
         self.received = 0
         self.acked = 0
@@ -117,6 +127,7 @@ class IngestWorker:
             log.error("MQTT connect refused: %s", reason)
             return
         self._generation += 1
+        self._disconnected.clear()
         s = self.scheme
         subscriptions = [
             (s.shared_subscription(self.settings.mqtt.share_group, Channel.TELEMETRY), _qos(1)),
@@ -134,7 +145,11 @@ class IngestWorker:
 
     def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         self.metrics.connected.set(0)
-        log.warning("MQTT disconnected: %s", reason)
+        self._disconnected.set()
+        if self._closing:
+            log.info("MQTT disconnected: %s", reason)
+        else:
+            log.warning("MQTT disconnected: %s", reason)
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
         assert self._loop is not None
@@ -168,22 +183,62 @@ class IngestWorker:
         stages = [self._collect(), self._write(), self._watch()]
         tasks = [asyncio.create_task(stage) for stage in stages]
         stopper = asyncio.create_task(stop.wait())
+        graceful = False
         try:
             done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
             for task in done:
                 if task is not stopper and not task.cancelled() and task.exception():
                     # A bug, not bad input (that is dead-lettered): fail loudly, ack nothing more.
                     raise IngestCrashed(str(task.exception())) from task.exception()
+            graceful = True
         finally:
+            # Stop taking messages first: paho's thread stops handing them over, the collector
+            # and the writer stop; what they held is not acked and the broker redelivers it.
             self._closing = True
             self._room.set()
             stopper.cancel()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            self.client.disconnect()
+            # Writes already on their way finish and are acked (a stop); after a crash or a
+            # cancel of ``run`` itself they are cancelled and nothing more is acked.
+            await self._drain(self.settings.ingest.shutdown_timeout_s if graceful else None)
+            if self.client.disconnect() == mqtt.MQTT_ERR_SUCCESS:
+                # The acks queued above leave before DISCONNECT; wait until it is out.
+                await asyncio.to_thread(self._disconnected.wait, _DISCONNECT_WAIT_S)
             self.client.loop_stop()
             self.metrics.connected.set(0)
+
+    async def _drain(self, timeout_s: float | None) -> None:
+        """Let the persists in flight finish within ``timeout_s`` and ack them in order;
+        ``None``: cancel them all and ack nothing."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (timeout_s or 0.0)
+        try:
+            while self._inflight and timeout_s is not None:
+                prepared, task = self._inflight[0]
+                if not task.done():
+                    await asyncio.wait({task}, timeout=max(0.0, deadline - loop.time()))
+                if not task.done():
+                    log.warning(
+                        "stop: %d write(s) still in flight after %.1f s, cancelled and left "
+                        "un-acked (the broker redelivers them)",
+                        len(self._inflight),
+                        timeout_s,
+                    )
+                    break
+                self._inflight.popleft()
+                if task.cancelled() or task.exception() is not None:
+                    if not task.cancelled():
+                        log.error("stop: a write in flight failed", exc_info=task.exception())
+                    break  # not stored: neither it nor anything after it is acked
+                self._acknowledge(prepared)
+        finally:
+            pending = [task for _, task in self._inflight]
+            self._inflight.clear()
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
 
     async def wait_connected(self, within_s: float = 10.0) -> None:
         await asyncio.wait_for(self._connected.wait(), within_s)
@@ -234,7 +289,7 @@ class IngestWorker:
     async def _write(self) -> None:
         """Up to ``writes_in_flight`` persists at once; acks strictly in arrival order."""
         limit = self.settings.ingest.writes_in_flight
-        inflight: collections.deque[tuple[Prepared, asyncio.Task[None]]] = collections.deque()
+        inflight = self._inflight  # left to ``_drain`` when this stage is cancelled
         getter: asyncio.Task[Prepared] | None = None
         try:
             while True:
@@ -255,8 +310,6 @@ class IngestWorker:
                     task.result()  # a crash propagates
                     self._acknowledge(prepared)
         finally:
-            for _, task in inflight:
-                task.cancel()
             if getter is not None:
                 getter.cancel()
 

@@ -37,3 +37,35 @@ def test_bad_values_are_reported_by_field() -> None:
         "ingest.writes_in_flight",
         "health.stale_after_periods",
     }
+
+
+def test_a_malformed_json_environment_override_is_a_config_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FLIGHTDECK_CLOUD_MQTT", '{"host": ')
+    with pytest.raises(ConfigError) as info:
+        load_settings(None)
+    [(field, message)] = info.value.problems
+    assert field == "mqtt"
+    assert "FLIGHTDECK_CLOUD_MQTT is not valid JSON" in message
+    assert info.value.source == "the environment"
+
+
+def test_a_well_formed_json_environment_override_still_applies(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FLIGHTDECK_CLOUD_MQTT", '{"host": "broker.example", "port": 8883}')
+    s = load_settings(None)
+    assert (s.mqtt.host, s.mqtt.port) == ("broker.example", 8883)
+
+
+def test_a_config_file_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "cloud.toml"
+    path.write_bytes('[influx]\nurl = "http://hé:8086"\n'.encode("latin-1"))
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    assert info.value.source == str(path)
+    [(field, message)] = info.value.problems
+    assert field == "(file)"
+    assert "not UTF-8" in message
+    assert "0xe9" in message
