@@ -144,6 +144,9 @@ def _check_config(path: str) -> int:
     except ConfigError as exc:
         _print_config_error(exc, sys.stderr)
         return EXIT_CONFIG
+    except Exception as exc:  # a bug in the validator: one clear line, not a traceback
+        print(f"{path}: cannot be checked: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_ERROR
     print(f"OK {path}")
     for line in summarize(config):
         print(f"  {line}")

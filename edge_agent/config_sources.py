@@ -7,16 +7,28 @@ addressing fields that source type needs (``address`` for Modbus, ``node`` for O
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from enum import StrEnum
 from typing import Annotated, ClassVar, Final, Literal
+from urllib.parse import urlsplit
 
 import msgspec
 from msgspec import Meta
 
 from shared.messages import SignalKind
 
-from .config_types import FilePath, FiniteFloat, IdStr, Model, Port, Problems, Secret, Text
+from .config_types import (
+    FilePath,
+    FiniteFloat,
+    IdStr,
+    Model,
+    Port,
+    Problems,
+    Secret,
+    Text,
+    check,
+)
 
 
 class RegisterType(StrEnum):
@@ -27,6 +39,7 @@ class RegisterType(StrEnum):
 class DataType(StrEnum):
     FLOAT32 = "float32"  # IEEE 754 single, 2 registers
     UINT32 = "uint32"  # 2 registers
+    INT32 = "int32"  # 2 registers, two's complement
     INT16 = "int16"  # 1 register, two's complement
     UINT16 = "uint16"  # 1 register
 
@@ -35,6 +48,7 @@ class DataType(StrEnum):
 REGISTER_WIDTH: Final[Mapping[DataType, int]] = {
     DataType.FLOAT32: 2,
     DataType.UINT32: 2,
+    DataType.INT32: 2,
     DataType.INT16: 1,
     DataType.UINT16: 1,
 }
@@ -79,12 +93,49 @@ class OpcUaSourceConfig(_Reconnecting, frozen=True, kw_only=True):
 
     type: Literal["opcua"]
     id: IdStr
-    url: Annotated[str, Meta(pattern=r"^opc\.tcp://[^\s]+$")]
+    url: Annotated[str, Meta(pattern=r"^opc\.tcp://[^\s]+\Z")]
     mode: Literal["subscription", "poll"] = "subscription"
     publishing_interval_ms: Annotated[int, Meta(ge=10, le=3_600_000)] = 500
     timeout_s: Annotated[float, Meta(gt=0, le=60)] = 2.0
     username: str | None = None
     password: Secret | None = None
+
+
+_URL_CHARS: Final = re.compile(r"[\x21-\x7e]+")  # printable ASCII, no spaces
+#: A header name: an RFC 9110 token (both patterns are used with ``fullmatch``).
+_HEADER_NAME: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
+def _http_url_problem(value: str) -> str | None:
+    """What the HTTP client would refuse (or misread) in ``value``; None when it is usable."""
+    if _URL_CHARS.fullmatch(value) is None:
+        return f"must be printable ASCII without spaces (percent-encode the rest) (got {value!r})"
+    try:
+        parts = urlsplit(value)
+        port = parts.port  # raises for a port that is not a number or not 0..65535
+    except ValueError as exc:
+        return f"not a usable URL: {exc} (got {value!r})"
+    if parts.scheme not in ("http", "https"):
+        return f"must start with http:// or https:// (got {value!r})"
+    if not parts.hostname:
+        return f"names no host (got {value!r})"
+    if port == 0:
+        return f"port must be 1..65535 (got {value!r})"
+    return None
+
+
+def _header_value_problem(value: str) -> str | None:
+    try:
+        value.encode("latin-1")
+    except UnicodeEncodeError as exc:  # the value may be a token: name the character only
+        return f"must be Latin-1 text, as HTTP headers are ({value[exc.start]!r} is not)"
+    return None
+
+
+#: A URL the HTTP/MES source can GET.
+HttpUrl = Annotated[str, check(_http_url_problem)]
+#: An HTTP header value: printable Latin-1 text.
+HeaderValue = Annotated[Text, check(_header_value_problem)]
 
 
 class HttpSourceConfig(_Reconnecting, frozen=True, kw_only=True):
@@ -94,12 +145,26 @@ class HttpSourceConfig(_Reconnecting, frozen=True, kw_only=True):
 
     type: Literal["http"]
     id: IdStr
-    url: Annotated[str, Meta(pattern=r"^https?://[^\s]+$")]
+    url: Annotated[HttpUrl, Meta(pattern=r"^https?://[^\s]+$")]
     timeout_s: Annotated[float, Meta(gt=0, le=60)] = 2.0
-    headers: dict[str, Text] = msgspec.field(default_factory=dict)
+    headers: dict[str, HeaderValue] = msgspec.field(default_factory=dict)
     bearer_token: Secret | None = None
     verify_tls: bool = True
     max_bytes: Annotated[int, Meta(ge=1024, le=256 * 1024 * 1024)] = 4 * 1024 * 1024
+
+    def problems(self) -> Problems:
+        found = super().problems()
+        found.extend(
+            (("headers",), f"{name!r} is not a header name (letters, digits, !#$%&'*+-.^_`|~)")
+            for name in self.headers
+            if _HEADER_NAME.fullmatch(name) is None
+        )
+        if self.bearer_token is not None:
+            token = self.bearer_token.get_secret_value()
+            if not token.isprintable() or _header_value_problem(token) is not None:
+                # the value stays out of the message: it is a secret
+                found.append((("bearer_token",), "must be printable Latin-1 text"))
+        return found
 
 
 class CsvSourceConfig(Model, frozen=True, kw_only=True):

@@ -263,6 +263,10 @@ def _pick(models: list[type[Model]], value: Mapping[str, Any], loc: Loc, problem
     if tag is None:
         problems.append(((*loc, "type"), "Field required"))
         return INVALID
+    if not isinstance(tag, str):  # a list or table is no type name (and is unhashable)
+        message = f"must be a string, one of {', '.join(repr(t) for t in tags)}"
+        problems.append(((*loc, "type"), f"{message} (got {_kind(tag)})"))
+        return INVALID
     if tag not in tags:
         problems.append(((*loc, "type"), _one_of(list(tags), tag)))
         return INVALID

@@ -166,12 +166,23 @@ async def _serve(
             if path is None:
                 log.warning("reload requested, but the agent was not started from a file")
                 continue
-            try:
-                new = await asyncio.to_thread(load_config, path)
-            except ConfigError as exc:
-                log.error("reload refused, keeping the running configuration: %s", exc)
-                continue
-            await apply_reload(agent, new)
+            await _reload(agent, path)
+
+
+async def _reload(agent: Agent, path: str | Path) -> None:
+    """Re-read ``path`` and apply it. Never raises: a reload must not end a running agent."""
+    try:
+        new = await asyncio.to_thread(load_config, path)
+    except ConfigError as exc:
+        log.error("reload refused, keeping the running configuration: %s", exc)
+        return
+    except Exception:  # a bug in loading: still no reason to stop reading the plant
+        log.exception("reload refused (unexpected error), keeping the running configuration")
+        return
+    try:
+        await apply_reload(agent, new)
+    except Exception:
+        log.exception("reload failed while being applied; the agent keeps running")
 
 
 async def _wait_acked(agent: Agent, within_s: float) -> None:

@@ -9,8 +9,10 @@
 
 An empty or non-numeric cell gives a BAD reading for that signal; an unreadable time, or one
 outside the range the wire contract accepts (1677-09-21..2262-04-11, e.g. a 9999-12-31
-sentinel), skips the row (counted in ``rows_skipped``, described in ``last_error`` and logged);
-a file that cannot be read gives COMM_FAILURE.
+sentinel), a line that is not valid CSV, or a byte that is not UTF-8 in a column the source
+reads, skips the row (counted in ``rows_skipped``, described in ``last_error`` with the row
+number, and logged) and the replay goes on with the next row; a file that cannot be read gives
+COMM_FAILURE, and the next read resumes after the rows already read (none is sent twice).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import re
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +32,9 @@ from edge_agent.sources.values import reading_from
 from shared.messages import Quality, Reading
 
 log = logging.getLogger(__name__)
+
+#: What ``surrogateescape`` makes of a byte that is not UTF-8.
+_UNDECODED = re.compile("[\udc80-\udcff]")
 
 
 def parse_time_ms(text: str, time_format: str) -> int:
@@ -65,6 +71,8 @@ class CsvSource:
         self.rows_skipped = 0
         self.finished = False
         self._file: io.TextIOWrapper | None = None
+        self._position = 0  # data rows of the file already read in this pass
+        self._columns: tuple[str, ...] = ()  # the columns read (checked for undecodable bytes)
         self._rows: Iterator[dict[str, str]] | None = None
 
     @property
@@ -79,14 +87,19 @@ class CsvSource:
                 1 if self.config.mode == "realtime" else self.config.rows_per_read
             )
         except (OSError, csv.Error, UnicodeDecodeError, LookupError) as exc:
+            # The file as a whole (the header, the disk): the next read reopens it and resumes
+            # after the rows already read, so nothing is sent twice.
             self.last_error = f"{type(exc).__name__}: {exc}"
             log.warning("csv source %s: %s", self.id, self.last_error)
             self._close_file()
             return failed_readings(self.signal_ids, now_ms, Quality.COMM_FAILURE)
         out: list[Reading] = []
-        first_row = self.rows_read - len(rows) + 1  # data rows, from 1
         skipped = 0
-        for number, row in enumerate(rows, first_row):
+        for number, row in rows:
+            if isinstance(row, str):  # a row that is not UTF-8 or not CSV
+                skipped += 1
+                self.last_error = f"row {number}: {row}"
+                continue
             if self.config.mode == "realtime":
                 ts = now_ms
             else:
@@ -119,18 +132,22 @@ class CsvSource:
     async def close(self) -> None:
         self._close_file()
 
-    def _next_rows(self, n: int) -> list[dict[str, str]]:
-        rows: list[dict[str, str]] = []
+    def _next_rows(self, n: int) -> list[tuple[int, dict[str, str] | str]]:
+        """Up to ``n`` rows, each with its number in the file (data rows, from 1); a row that
+        cannot be parsed comes as the text of its problem."""
+        rows: list[tuple[int, dict[str, str] | str]] = []
         while len(rows) < n:
             if self._rows is None:
                 self._open()
             assert self._rows is not None
-            row = next(self._rows, None)
+            row = self._next_row()
             if row is not None:
                 self.rows_read += 1
-                rows.append(row)
+                self._position += 1
+                rows.append((self._position, row))
                 continue
             self._close_file()
+            self._position = 0
             if self.config.mode == "realtime" and self.config.loop and self.rows_read:
                 continue
             self.finished = True
@@ -143,19 +160,43 @@ class CsvSource:
             break
         return rows
 
+    def _next_row(self) -> dict[str, str] | str | None:
+        """The next row, the text of its problem, or None at the end of the file.
+
+        The file is decoded with ``surrogateescape``: a byte that is not UTF-8 spoils its row
+        only (a strict decoder would fail the read, and the position in the file with it), and
+        only when it is in a column this source reads."""
+        assert self._rows is not None
+        try:
+            row = next(self._rows, None)
+        except csv.Error as exc:  # the reader drops the line and carries on after it
+            return f"not CSV: {exc}"
+        if row is None:
+            return None
+        for column in self._columns:
+            cell = row.get(column)
+            if isinstance(cell, str) and _UNDECODED.search(cell):
+                raw = cell.encode("utf-8", "surrogateescape")[:40]
+                return f"column {column!r} is not UTF-8: {raw!r}"
+        return row
+
     def _open(self) -> None:
         path = Path(self.config.path)
-        self._file = path.open(encoding="utf-8", newline="")
+        self._file = path.open(encoding="utf-8", errors="surrogateescape", newline="")
         reader = csv.DictReader(self._file, delimiter=self.config.delimiter)
         header = set(reader.fieldnames or ())
         wanted = {s.column for s in self.signals if s.column is not None}
         if self.config.mode == "backfill":
             wanted.add(self.config.time_column)
+        self._columns = tuple(sorted(wanted))
         missing = sorted(wanted - header)
         if missing:
             self._close_file()
             raise LookupError(f"{path}: no column(s) {', '.join(missing)}")
         self._rows = iter(reader)
+        for _ in range(self._position):  # reopened after a failure: resume where it stopped
+            if self._next_row() is None:
+                break
 
     def _close_file(self) -> None:
         if self._file is not None:

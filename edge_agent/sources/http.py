@@ -9,9 +9,10 @@ numbers pass through, booleans become 1/0, text (an order status) goes through t
 
 * no answer (refused, timeout, TLS) or a 5xx: every signal COMM_FAILURE, and the next attempt
   waits out an exponential backoff (still reporting COMM_FAILURE meanwhile);
-* a 4xx, a body that is not JSON or too large: every signal BAD (the server answered, the
-  answer is unusable);
-* a field missing or not a number: that signal BAD, the others unaffected.
+* a 4xx, a body that is not JSON, nested too deeply to parse, or too large: every signal BAD
+  (the server answered, the answer is unusable), logged once until the source recovers;
+* a field missing or not a number (or a number beyond a float, such as a 400-digit integer):
+  that signal BAD, the others unaffected.
 
 Redirects are not followed (an MES URL that moves is a configuration change, not a surprise).
 """
@@ -101,13 +102,16 @@ class HttpSource:
             headers = dict(self.config.headers)
             if self.config.bearer_token is not None:
                 headers["Authorization"] = f"Bearer {self.config.bearer_token.get_secret_value()}"
-            self._client = HttpGetClient(
-                self.config.url,
-                headers=headers,
-                timeout_s=self.config.timeout_s,
-                verify_tls=self.config.verify_tls,
-                max_bytes=self.config.max_bytes,
-            )
+            try:
+                self._client = HttpGetClient(
+                    self.config.url,
+                    headers=headers,
+                    timeout_s=self.config.timeout_s,
+                    verify_tls=self.config.verify_tls,
+                    max_bytes=self.config.max_bytes,
+                )
+            except ValueError as exc:  # config validation refuses these; built by hand?
+                raise _Unusable(f"cannot request {self.config.url}: {exc}") from None
         try:
             response = await self._client.get()
         except HttpTooLarge as exc:
@@ -120,6 +124,8 @@ class HttpSource:
             return json.loads(response.body)
         except (ValueError, UnicodeDecodeError) as exc:
             raise _Unusable(f"not JSON: {exc}") from None
+        except RecursionError:
+            raise _Unusable("not JSON this source can read: nested too deeply") from None
 
     def _failed(self, error: str, *, backoff: bool = True) -> None:
         self.last_error = error

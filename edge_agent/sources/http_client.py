@@ -95,27 +95,45 @@ class HttpGetClient:
                 try:
                     return await self._exchange()
                 except (ConnectionError, asyncio.IncompleteReadError) as exc:
-                    await self.aclose()
+                    self._abort()
                     if not reused or isinstance(exc, _Partial):
                         raise
                 # A kept-alive connection the server had closed: once more, on a fresh one.
                 return await self._exchange()
         except HttpTooLarge:
-            await self.aclose()
+            self._abort()
             raise
         except TimeoutError:
-            await self.aclose()
+            self._abort()
             raise HttpTransportError(f"no answer within {self._timeout_s:g} s") from None
         except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as exc:
-            await self.aclose()
+            self._abort()
             raise HttpTransportError(f"{type(exc).__name__}: {exc}") from None
+        except BaseException:  # cancelled mid-request: the connection is in an unknown state
+            self._abort()
+            raise
 
     async def aclose(self) -> None:
+        """Close the connection politely (TLS close_notify), but within ``timeout_s``: a server
+        that stalls does not hold the caller; its connection is then dropped."""
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        writer = conn[1]
+        writer.close()
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                with contextlib.suppress(OSError, ssl.SSLError):  # closing a broken socket
+                    await writer.wait_closed()
+        except TimeoutError:
+            writer.transport.abort()
+
+    def _abort(self) -> None:
+        """Drop the connection at once: after a failure there is nothing to shut down politely
+        (a TLS shutdown with a stalled server would wait for its close_notify)."""
         conn, self._conn = self._conn, None
         if conn is not None:
-            conn[1].close()
-            with contextlib.suppress(OSError, ssl.SSLError):  # closing a broken socket
-                await conn[1].wait_closed()
+            conn[1].transport.abort()
 
     async def _exchange(self) -> Response:
         if self._conn is None:

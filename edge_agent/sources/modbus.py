@@ -4,8 +4,8 @@
   type whose registers are adjacent (or at most ``max_gap`` apart) are read in one request of
   up to ``max_registers`` registers.
 * :func:`decode_value` / :func:`encode_value` convert between 16-bit registers and
-  float32/uint32/int16/uint16 values; 32-bit values honour the word order, bytes within a word
-  are big-endian as Modbus defines.
+  float32/uint32/int32/int16/uint16 values; 32-bit values honour the word order, bytes within
+  a word are big-endian as Modbus defines.
 * :class:`ModbusSource` owns one ``AsyncModbusTcpClient`` and reconnects by itself with an
   exponential backoff (pymodbus' own background reconnect is disabled so that a source has no
   task running between reads). It never raises for a communication failure: unreachable
@@ -47,6 +47,7 @@ MAX_READ_REGISTERS: Final = 125
 _STRUCT: Final = {
     DataType.FLOAT32: ">f",
     DataType.UINT32: ">I",
+    DataType.INT32: ">i",
     DataType.INT16: ">h",
     DataType.UINT16: ">H",
 }

@@ -48,18 +48,15 @@ def to_number(value: Any, value_map: Mapping[str, float]) -> float | None:
     (else parsed as a number); None when it cannot be one."""
     if isinstance(value, bool):
         return 1.0 if value else 0.0
-    if isinstance(value, int | float):
-        number = float(value)
-        return number if math.isfinite(number) else None
-    if isinstance(value, str):
-        if value in value_map:
-            return value_map[value]
-        try:
-            number = float(value.strip())
-        except ValueError:
-            return None
-        return number if math.isfinite(number) else None
-    return None
+    if isinstance(value, str) and value in value_map:
+        return value_map[value]
+    if not isinstance(value, int | float | str):
+        return None
+    try:
+        number = float(value.strip() if isinstance(value, str) else value)
+    except (ValueError, OverflowError):  # not a number; an integer beyond any float (400 digits)
+        return None
+    return number if math.isfinite(number) else None
 
 
 def reading_from(

@@ -22,6 +22,10 @@ from edge_agent.sources.modbus import (
     plan_reads,
     scale_value,
 )
+from firmware_sim.scenario.model import RegisterSpec
+from firmware_sim.scenario.model import RegisterType as SimType
+from firmware_sim.scenario.model import WordOrder as SimOrder
+from firmware_sim.servers.modbus_map import encode as sim_encode
 from shared.codec import make_reading
 from shared.messages import Quality
 
@@ -29,12 +33,14 @@ float32s = st.floats(width=32, allow_nan=False)
 values_of = {
     DataType.FLOAT32: float32s,
     DataType.UINT32: st.integers(0, 2**32 - 1),
+    DataType.INT32: st.integers(-(2**31), 2**31 - 1),
     DataType.INT16: st.integers(-(2**15), 2**15 - 1),
     DataType.UINT16: st.integers(0, 2**16 - 1),
 }
 struct_format = {
     DataType.FLOAT32: ">f",
     DataType.UINT32: ">I",
+    DataType.INT32: ">i",
     DataType.INT16: ">h",
     DataType.UINT16: ">H",
 }
@@ -74,6 +80,7 @@ def test_matches_struct_packing(typed: tuple[DataType, float], order: WordOrder)
 _PYMODBUS_TYPE = {
     DataType.FLOAT32: AsyncModbusTcpClient.DATATYPE.FLOAT32,
     DataType.UINT32: AsyncModbusTcpClient.DATATYPE.UINT32,
+    DataType.INT32: AsyncModbusTcpClient.DATATYPE.INT32,
     DataType.INT16: AsyncModbusTcpClient.DATATYPE.INT16,
     DataType.UINT16: AsyncModbusTcpClient.DATATYPE.UINT16,
 }
@@ -95,6 +102,13 @@ def test_known_vectors() -> None:
     assert encode_value(123.5, DataType.FLOAT32, WordOrder.LITTLE) == [0x0000, 0x42F7]
     assert decode_value([0x0001, 0xE240], DataType.UINT32) == 123_456
     assert decode_value([0xE240, 0x0001], DataType.UINT32, WordOrder.LITTLE) == 123_456
+    assert decode_value([0xFFFF, 0xFFFE], DataType.INT32) == -2
+    assert decode_value([0xFFFE, 0xFFFF], DataType.INT32, WordOrder.LITTLE) == -2
+    assert decode_value([0xFFFE, 0x1DC0], DataType.INT32) == -123_456
+    assert decode_value([0x8000, 0x0000], DataType.INT32) == -(2**31)
+    assert decode_value([0x7FFF, 0xFFFF], DataType.INT32) == 2**31 - 1
+    assert decode_value([0xFFFF, 0xFFFE], DataType.UINT32) == 2**32 - 2  # the same registers
+    assert encode_value(-123_456, DataType.INT32, WordOrder.LITTLE) == [0x1DC0, 0xFFFE]
     assert decode_value([0xFFFF], DataType.INT16) == -1
     assert decode_value([0xFFFF], DataType.UINT16) == 65535
     # Word order means nothing for one register.
@@ -113,6 +127,7 @@ def test_nan_from_a_device_becomes_a_bad_reading() -> None:
     [
         ([1], DataType.FLOAT32),
         ([1, 2, 3], DataType.UINT32),
+        ([1], DataType.INT32),
         ([], DataType.INT16),
         ([1, 2], DataType.UINT16),
     ],
@@ -136,6 +151,8 @@ def test_registers_must_be_16_bit() -> None:
     [
         (-1, DataType.UINT16),
         (2**32, DataType.UINT32),
+        (2**31, DataType.INT32),
+        (-(2**31) - 1, DataType.INT32),
         (40_000, DataType.INT16),
         (1e39, DataType.FLOAT32),
     ],
@@ -267,3 +284,12 @@ def test_adjacent_points_are_never_split_needlessly(points: list[ModbusPoint]) -
             gap = second.start - end
             joined = max(end, second.start + second.count) - first.start
             assert gap > 0 or joined > 125
+
+
+@given(st.integers(-(2**31), 2**31 - 1), word_orders)
+def test_int32_reads_what_the_simulated_plc_writes(value: int, order: WordOrder) -> None:
+    """firmware_sim's register map (what its Modbus server serves) against the agent's codec."""
+    spec = RegisterSpec("s", 0, SimType.INT32, SimOrder(order.value), scale=1.0)
+    registers = sim_encode(spec, value)
+    assert decode_value(registers, DataType.INT32, order) == value
+    assert encode_value(value, DataType.INT32, order) == registers
