@@ -216,10 +216,22 @@ async def apply_reload(agent: Agent, new: AgentConfig) -> None:
         new, **keep, spool=msgspec.structs.replace(new.spool, path=old.spool.path)
     )
     sources = {s.id: s for s in new.sources}
+    kept = {
+        source_id
+        for source_id, poller in agent.pollers.items()
+        if (config := sources.get(source_id)) is not None
+        and (signals := new.signals_of(source_id))
+        and poller.same_as(config, signals)
+    }
+    # every new source is built before anything changes: one that cannot be built leaves the
+    # running configuration as it was (the caller logs the error)
+    starting = [
+        Poller(config, signals, clock=agent.clock, sink=agent.ingest)
+        for config in new.sources
+        if config.id not in kept and (signals := new.signals_of(config.id))
+    ]
     for source_id, poller in list(agent.pollers.items()):
-        config = sources.get(source_id)
-        signals = new.signals_of(source_id)
-        if config is None or not signals or not poller.same_as(config, signals):
+        if source_id not in kept:
             await poller.stop()  # its read in progress is ingested first
             del agent.pollers[source_id]
     agent.config = new
@@ -237,12 +249,8 @@ async def apply_reload(agent: Agent, new: AgentConfig) -> None:
     outbox.resend_after_ms = round(d.resend_after_s * 1000)
     outbox.resend_max_ms = round(d.resend_max_s * 1000)
     outbox.bucket = TokenBucket(d.catchup_readings_per_s, d.catchup_burst_readings)
-    for config in new.sources:
-        signals = new.signals_of(config.id)
-        if config.id in agent.pollers or not signals:
-            continue
-        poller = Poller(config, signals, clock=agent.clock, sink=agent.ingest)
-        agent.pollers[config.id] = poller
+    for poller in starting:
+        agent.pollers[poller.id] = poller
         poller.start()
     agent.reloads += 1
     agent.request_birth()

@@ -276,3 +276,49 @@ async def test_an_error_while_applying_a_reload_keeps_the_agent_running(
     (record,) = await reload_once(object(), path, caplog)
     assert applied  # the file was valid and loaded
     assert "the agent keeps running" in record.getMessage()
+
+
+async def test_a_reload_whose_new_source_cannot_be_built_changes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The source builder is made to fail for one id (a stand-in for a source whose
+    construction raises): the running pollers and configuration stay as they were."""
+    from edge_agent import polling  # noqa: PLC0415
+    from edge_agent.agent import Agent  # noqa: PLC0415
+    from edge_agent.spool.store import SpoolStore  # noqa: PLC0415
+
+    def values(*ids: str) -> dict[str, Any]:
+        return {
+            "site": "p",
+            "gateway": "gw",
+            "spool": {"path": str(tmp_path / "spool.db")},
+            "status": {"enabled": False},
+            "sources": [{"type": "modbus", "id": i, "host": "127.0.0.1", "port": 1} for i in ids],
+            "signals": [
+                {"id": f"{i}-s", "source": i, "address": 0, "kind": "sensor", "period_s": 60}
+                for i in ids
+            ],
+        }
+
+    old = config_from_mapping(values("plc1"), use_env=False)
+    agent = Agent(old, store=SpoolStore(old.spool_path), boot="b1", started_ms=1)
+    agent.start_polling()
+    running = agent.pollers["plc1"]
+    real = polling.build_source
+
+    def build(config: Any, signals: Any) -> Any:
+        if config.id == "plc2":
+            raise RuntimeError("cannot build plc2")
+        return real(config, signals)
+
+    monkeypatch.setattr(polling, "build_source", build)
+    changed = values("plc1", "plc2")
+    changed["sources"][0]["port"] = 2  # plc1 would be restarted, plc2 added
+    with pytest.raises(RuntimeError, match="plc2"):
+        await runner.apply_reload(agent, config_from_mapping(changed, use_env=False))
+    assert agent.config is old
+    assert agent.pollers == {"plc1": running}
+    assert running._task is not None
+    assert not running._task.done()  # still polling
+    await agent.stop_polling()
+    agent.store.close()
