@@ -103,6 +103,9 @@ class IngestCore:
     on_birth: Callable[[str, Birth], None] | None = None
     readings_in: int = 0
     observer_errors: int = 0
+    #: A batch refused whole settles its seq only if its dead letter keeps it whole: no
+    #: longer than this (the dead letters' ``max_raw_bytes``; None: no limit).
+    settle_max_bytes: int | None = None
     _telemetry: TelemetryDecoder = field(init=False)
     _birth: MessageDecoder[Birth] = field(init=False)
     _state: MessageDecoder[State] = field(init=False)
@@ -189,11 +192,14 @@ class IngestCore:
     def _settle_refused(self, site: str, gateway: str, m: Inbound, out: Prepared) -> None:
         """A batch refused as a whole still takes its seq, so the contiguous ack moves past it.
 
-        Its raw bytes and reason go to the dead letters (nothing is lost); without this the
-        gateway's ack would stall below the seq forever, re-sending a batch that is refused
-        again. Only when the payload names a valid gateway, boot and seq and the gateway is
-        the topic's (a batch for another gateway's topic settles nothing).
+        Its raw bytes and reason go to the dead letters, whole (else it is not settled: the
+        gateway keeps the only full copy); without this the gateway's ack would stall below
+        the seq forever, re-sending a batch that is refused again. Only when the payload names
+        a valid gateway, boot and seq and the gateway is the topic's (a batch for another
+        gateway's topic settles nothing).
         """
+        if self.settle_max_bytes is not None and len(m.payload) > self.settle_max_bytes:
+            return  # its dead letter keeps only the head: the gateway's copy must stay
         ident = batch_identity(m.payload)
         if ident is None or ident.gateway != gateway:
             return

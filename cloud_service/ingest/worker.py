@@ -57,6 +57,8 @@ from shared.topics import Channel, TopicScheme
 
 log = logging.getLogger(__name__)
 
+_ABANDON_WAIT_S = 1.0  # for cancelled writes at a stop, before they are left behind
+
 _DISCONNECT_WAIT_S = 2.0  # for paho to send the last acks and DISCONNECT at a stop
 
 __all__ = ["IngestCrashed", "IngestStats", "IngestWorker", "WritableStore"]
@@ -88,7 +90,11 @@ class IngestWorker:
         self.settings = settings
         ingest = settings.ingest
         self.scheme = TopicScheme(settings.mqtt.topic_prefix)
-        self.core = IngestCore(self.scheme, ingest.limits())
+        self.core = IngestCore(
+            self.scheme,
+            ingest.limits(),
+            settle_max_bytes=settings.metadata.dead_letter_max_raw_bytes,
+        )
         self.health = HealthCore(settings.health.stale_after_periods)
         self.metrics = metrics or IngestMetrics()
         backoff = backoff or Backoff(ingest.retry_base_s, ingest.retry_cap_s, 1_000_000)
@@ -238,7 +244,10 @@ class IngestWorker:
             self._inflight.clear()
             for task in pending:
                 task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+            if pending:
+                # a write blocked in a database call ends only when the call returns (a SQLite
+                # lock waits up to 30 s): wait briefly, then leave it, un-acked
+                await asyncio.wait(pending, timeout=_ABANDON_WAIT_S)
 
     async def wait_connected(self, within_s: float = 10.0) -> None:
         await asyncio.wait_for(self._connected.wait(), within_s)

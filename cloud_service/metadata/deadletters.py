@@ -2,7 +2,9 @@
 
 Bounded twice: by rows and by raw bytes kept. When either bound is passed the oldest
 letters are evicted in the same transaction and counted (``evicted``), so even eviction is
-on record. A payload longer than ``max_raw_bytes`` keeps its head and its true size.
+on record; never a letter the transaction itself stores (its message is acked on the strength
+of it: the bound is passed until the next insert instead). A payload longer than
+``max_raw_bytes`` keeps its head and its true size.
 """
 
 from __future__ import annotations
@@ -56,10 +58,13 @@ class SqlDeadLetterStore:
         ]
         with guard("dead-letter insert", self._backend):
             async with self.engine.begin() as conn:
+                before = (await conn.execute(select(func.max(t.c.id)))).scalar_one()
                 await conn.execute(insert(t), rows)
-                self.evicted += await self._prune(conn)
+                if before is not None:
+                    self.evicted += await self._prune(conn, int(before))
 
-    async def _prune(self, conn: AsyncConnection) -> int:
+    async def _prune(self, conn: AsyncConnection, older_than: int) -> int:
+        """Evict the oldest letters with ids up to ``older_than`` until within bounds."""
         count, kept_bytes = (
             await conn.execute(
                 select(func.count(), func.coalesce(func.sum(func.length(t.c.raw)), 0))
@@ -69,7 +74,7 @@ class SqlDeadLetterStore:
         if count > self.max_rows:
             oldest = select(t.c.id).order_by(t.c.id).limit(count - self.max_rows).scalar_subquery()
             cutoff = select(func.max(t.c.id)).where(t.c.id.in_(oldest))
-            last = (await conn.execute(cutoff)).scalar_one()
+            last = min((await conn.execute(cutoff)).scalar_one(), older_than)
             evicted += (await conn.execute(delete(t).where(t.c.id <= last))).rowcount
             kept_bytes = (
                 await conn.execute(select(func.coalesce(func.sum(func.length(t.c.raw)), 0)))
@@ -85,7 +90,9 @@ class SqlDeadLetterStore:
                     )
                 )
             ).scalar_one()
-            evicted += (await conn.execute(delete(t).where(t.c.id <= last))).rowcount
+            if last is not None:
+                last = min(last, older_than)
+                evicted += (await conn.execute(delete(t).where(t.c.id <= last))).rowcount
         return evicted
 
     async def recent(

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import and_, bindparam, or_, select, update
+from sqlalchemy import and_, bindparam, case, null, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.schema import Table
@@ -34,10 +34,12 @@ class SqlRegistry:
 
         Each applies only if it is not older than what the row holds, so a write that reaches
         the store late (two writes in flight, several workers) cannot put an older state or
-        birth back: a state by its ``ts`` (``state_ms``), a birth by its boot's
-        ``started_ms``, then its receive time. One exception: the MQTT will (*offline*) of a
-        boot is stamped when the gateway connects, before the *online* it overrides, so an
-        *offline* of the boot the row holds replaces that boot's *online* whatever its ``ts``.
+        birth back. A birth by its receive time (the cloud's clock: a gateway's own clock may
+        restart behind, before NTP); a new boot's birth starts its states afresh. A state only
+        for the boot the row holds (or before any birth), by its ``ts``: a late state of an
+        earlier boot never applies. One exception: the MQTT will (*offline*) of a boot is
+        stamped when the gateway connects, before the *online* it overrides, so an *offline*
+        of the boot the row holds replaces that boot's *online* whatever its ``ts``.
         """
         if not births and not states:
             return
@@ -62,10 +64,13 @@ class SqlRegistry:
         stmt = self._insert(gateways, row)
         new, old = stmt.excluded, gateways.c
         offline, online = GatewayState.OFFLINE.value, GatewayState.ONLINE.value
+        later = or_(old.state_ms.is_(None), new.state_ms >= old.state_ms)
         newer = or_(
-            old.state_ms.is_(None),
-            new.state_ms >= old.state_ms,
-            and_(new.state == offline, old.state == online, old.boot == rec.state.boot),
+            and_(old.boot.is_(None), later),
+            and_(
+                old.boot == rec.state.boot,
+                or_(later, and_(new.state == offline, old.state == online)),
+            ),
         )
         await conn.execute(
             stmt.on_conflict_do_update(
@@ -89,18 +94,12 @@ class SqlRegistry:
         }
         stmt = self._insert(gateways, row)
         new, old = stmt.excluded, gateways.c
-        newer = or_(
-            old.started_ms.is_(None),
-            new.started_ms > old.started_ms,
-            and_(
-                new.started_ms == old.started_ms,
-                or_(old.birth_ms.is_(None), new.birth_ms >= old.birth_ms),
-            ),
-        )
+        newer = or_(old.birth_ms.is_(None), new.birth_ms >= old.birth_ms)
+        fresh = {c: new[c] for c in row if c not in ("site", "gateway")}
+        # a new boot's states start afresh (its clock may be behind the last boot's)
+        fresh["state_ms"] = case((old.boot == new.boot, old.state_ms), else_=null())
         upsert = stmt.on_conflict_do_update(
-            index_elements=["site", "gateway"],
-            set_={c: new[c] for c in row if c not in ("site", "gateway")},
-            where=newer,
+            index_elements=["site", "gateway"], set_=fresh, where=newer
         ).returning(old.site)
         if (await conn.execute(upsert)).first() is None:
             return  # an older birth than the one recorded: its catalog is older too

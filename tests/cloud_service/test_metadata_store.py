@@ -129,6 +129,21 @@ async def test_dead_letters_are_bounded_by_rows_oldest_evicted_and_counted(
     assert store.evicted == 10
 
 
+async def test_a_dead_letter_is_never_evicted_by_the_transaction_that_stores_it(
+    metadata: MetadataStore,
+) -> None:
+    """Its message is acked on the strength of it: the bound waits for the next insert."""
+    store = metadata.dead_letters  # max 20 rows
+    await store.put_many([letter(i) for i in range(25)])  # alone over the bound
+    assert len(await store.recent(limit=100)) == 25
+    assert store.evicted == 0
+    await store.put_many([letter(25)])
+    kept = await store.recent(limit=100)
+    assert [d.detail for d in kept][-1] == "detail 6"  # the older ones go, not the new one
+    assert kept[0].detail == "detail 25"
+    assert store.evicted == 6
+
+
 async def test_dead_letters_are_bounded_by_bytes_and_raw_is_capped(metadata: MetadataStore) -> None:
     store = metadata.dead_letters  # 64 KiB in all, 4 KiB raw per letter
     big = DeadLetter(Reason.TOO_LARGE, "big", "t", "gw-1", NOW, b"x" * 100_000)

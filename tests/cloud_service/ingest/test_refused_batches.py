@@ -76,6 +76,19 @@ def test_a_whole_refused_batch_settles_its_seq_and_keeps_its_dead_letter(case: s
     assert len(prepared.tokens) == 4
 
 
+def test_a_refused_batch_its_dead_letter_would_cut_short_settles_nothing() -> None:
+    """The dead letter keeps ``settle_max_bytes`` of a payload: a longer one keeps its seq
+    open, so the gateway keeps the only whole copy (a stall, never a loss)."""
+    refused = batch(2, n=80)
+    core = IngestCore(SCHEME, Limits(max_payload_bytes=1024), settle_max_bytes=len(refused) - 1)
+    prepared, acks = run(core, [batch(1), refused, batch(3)])
+    assert [d.reason for d in prepared.dead] == [Reason.TOO_LARGE]
+    assert acks == [1]
+    assert core.tracker.ack_for("gw1", "b1") == 1
+    fits = IngestCore(SCHEME, Limits(max_payload_bytes=1024), settle_max_bytes=len(refused))
+    assert run(fits, [batch(1), refused, batch(3)])[1] == [3]
+
+
 def test_a_refused_batch_resent_alone_moves_the_ack() -> None:
     core = IngestCore(SCHEME, Limits(max_readings=5))
     assert run(core, [batch(1)])[1] == [1]

@@ -92,3 +92,24 @@ async def test_a_newer_birth_of_the_same_boot_applies(metadata: MetadataStore) -
     await reg.record([birth("b2", NOW + 50, ["s2"], NOW + 60)], [])  # a new boot
     signals = {s["signal"]: s["active"] for s in await reg.signals("site-1", "gw-1")}
     assert signals == {"s1": False, "s2": True}
+
+
+async def test_a_new_boot_whose_clock_restarted_behind_takes_over(
+    metadata: MetadataStore,
+) -> None:
+    """A gateway without a real-time clock boots an hour behind its last boot (before NTP):
+    its birth and states apply by arrival, and the last boot's late will does not."""
+    reg = metadata.registry
+    await reg.record([birth("b1", NOW, ["s1"], NOW)], [state(ONLINE, "b1", NOW)])
+    await reg.record([], [state(OFFLINE, "b1", NOW + 10)])
+    behind = NOW - 3_600_000
+    await reg.record(
+        [birth("b2", behind, ["s1", "s2"], NOW + 60_000)], [state(ONLINE, "b2", behind + 10)]
+    )
+    assert await row(metadata) == ("b2", "online", behind + 10)
+    (loaded,) = await reg.load_births()
+    assert (loaded.birth.boot, [s.id for s in loaded.birth.signals]) == ("b2", ["s1", "s2"])
+    await reg.record([], [state(OFFLINE, "b1", NOW + 20)])  # b1's will, late: not b2's
+    assert await row(metadata) == ("b2", "online", behind + 10)
+    await reg.record([], [state(OFFLINE, "b2", behind + 5)])  # b2's own will: applies
+    assert await row(metadata) == ("b2", "offline", behind + 5)
