@@ -17,6 +17,7 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import secrets
 import time
 from collections.abc import Callable, Iterable
@@ -32,6 +33,8 @@ from cloud_service.api.errors import ApiKeyError, ApiKeyExistsError, UnknownApiK
 from cloud_service.metadata.guard import guard
 from cloud_service.metadata.schema import api_keys
 from shared.ids import InvalidIdError, check_id
+
+log = logging.getLogger(__name__)
 
 TOKEN_PREFIX: Final = "fd_"  # noqa: S105 (a prefix, not a secret)
 TOKEN_BYTES: Final = 32
@@ -175,8 +178,23 @@ class SqlApiKeyStore:
 
 
 def _key(r: Any) -> ApiKey:
+    """A stored key; a record that does not parse (edited by hand) is revoked as of now: it
+    never means more access (an unreadable ``sites`` is not "every site")."""
+    try:
+        scope = Scope(r["scope"])
+        sites = json.loads(r["sites"])
+        if not isinstance(sites, list) or not all(isinstance(x, str) for x in sites):
+            raise ValueError(f"sites must be a JSON list of site ids, not {r['sites']!r}")
+        for site in sites:
+            check_id(site, "site")
+    except (ValueError, InvalidIdError, TypeError) as exc:
+        log.error("API key %r has an unreadable record (%s): refused", r["name"], exc)
+        return ApiKey(
+            name=r["name"], scope=Scope.READ, created_ms=r["created_ms"],
+            revoked_ms=r["revoked_ms"] or r["created_ms"], last_used_ms=r["last_used_ms"],
+            sites=frozenset({"-"}),
+        )  # fmt: skip
     return ApiKey(
-        name=r["name"], scope=Scope(r["scope"]), created_ms=r["created_ms"],
-        revoked_ms=r["revoked_ms"], last_used_ms=r["last_used_ms"],
-        sites=frozenset(json.loads(r["sites"])),
+        name=r["name"], scope=scope, created_ms=r["created_ms"],
+        revoked_ms=r["revoked_ms"], last_used_ms=r["last_used_ms"], sites=frozenset(sites),
     )  # fmt: skip

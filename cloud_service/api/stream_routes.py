@@ -44,7 +44,9 @@ async def events_for(
     every = stream.settings.heartbeat_s
     recheck = min(every, RECHECK_S)
     checked = sent = clock()
-    events = stream.events(last_id, site)
+    # every site's events come through here (``?site=`` is applied below): each one is a
+    # chance to check the key again, and keep-alives do not depend on the filter
+    events = stream.events(last_id)
     try:
         async for event in events:
             now = clock()
@@ -53,7 +55,8 @@ async def events_for(
                 if not await still_valid(who):
                     log.info("API key %r is no longer valid: its alert stream ends", who.name)
                     return
-            if event is None or event is RESET or who.sees(event.site):
+            wanted = event is not None and (site is None or event.site == site)
+            if event is None or event is RESET or (wanted and who.sees(event.site)):
                 sent = now
                 yield event
             elif now - sent >= every:  # only other sites' events: keep the connection alive

@@ -140,6 +140,41 @@ async def test_the_key_is_checked_again_while_events_flow() -> None:
     assert len(checks) == 1
 
 
+async def test_a_site_filtered_stream_still_checks_its_key_while_other_sites_are_busy() -> None:
+    """With ``?site=plant-2`` and only plant-1's events flowing, a revoked key's stream
+    still ends (the filter used to hide every event from the check)."""
+    stream = AlertStream(StreamSettings(heartbeat_s=60))
+    for i in range(1, 5):
+        stream.publish(StoredEvent(i, "alert.raised", "plant-1", "{}"))
+    times = iter([0.0, 0.5, 0.9, 1.2, 1.3])
+    checks: list[float] = []
+
+    async def revoked(_: Principal) -> bool:
+        checks.append(0)
+        return False
+
+    who = Principal("k", Scope.READ)
+    async with asyncio.timeout(10):
+        got = [
+            e
+            async for e in events_for(
+                stream, who, revoked, 0, site="plant-2", clock=lambda: next(times)
+            )
+        ]
+    assert got == []  # nothing of plant-2; ended at the check past RECHECK_S
+    assert len(checks) == 1
+
+
+def test_a_key_record_that_does_not_parse_grants_nothing() -> None:
+    from cloud_service.api.keys import _key  # noqa: PLC0415
+
+    base = {"name": "k", "created_ms": 1, "revoked_ms": None, "last_used_ms": None}
+    for scope, sites in [("read", '""'), ("read", "{}"), ("read", '["a b"]'), ("Read", "[]")]:
+        key = _key({**base, "scope": scope, "sites": sites})
+        assert not key.active, (scope, sites)
+    assert _key({**base, "scope": "ack", "sites": '["plant-1"]'}).active
+
+
 async def test_a_store_that_cannot_answer_does_not_end_streams() -> None:
     down = MetadataStore.from_settings(
         MetadataSettings(url="postgresql+asyncpg://postgres@127.0.0.1:1/none")  # type: ignore[arg-type]
