@@ -9,7 +9,6 @@ Real Mosquitto (a broker of its own: the test restarts a persistent session), in
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -27,20 +26,11 @@ from firmware_sim.stack import InfluxServer, MosquittoServer
 from shared.codec import encode
 from shared.messages import Ack, Birth, Reading, SignalKind, SignalSpec, TelemetryBatch
 from shared.topics import Channel, TopicScheme
+from tests.integration.ingest_support import until
 
 SCHEME = TopicScheme()
 SITE, GATEWAY = "site1", "gw1"
 WRITE_S = 1.0  # how long the slowed-down InfluxDB write takes
-
-
-async def until(condition: Callable[[], bool], within_s: float, what: str) -> None:
-    """Poll ``condition`` until true; a generous bound, not a speed claim."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within_s
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 class Gateway:
@@ -214,54 +204,6 @@ async def test_a_write_outlasting_the_shutdown_timeout_is_cancelled_unacked(
     finally:
         stop.set()
         gateway.close()
-        if not runner.done():
-            runner.cancel()
-
-
-async def test_a_write_blocked_in_the_metadata_store_does_not_hold_the_drain(
-    fresh_mosquitto: Callable[..., MosquittoServer],
-    influxd: InfluxServer,
-    unique_name: Callable[[str], str],
-    tmp_path: Path,
-) -> None:
-    """Another writer holds SQLite's write lock (a real lock, not a stand-in) while a birth is
-    being recorded: at the deadline the write is cancelled and left, un-acked, within about a
-    second, not after the lock's own wait (up to 30 s)."""
-    broker = fresh_mosquitto()
-    settings = settings_for(broker, influxd, tmp_path, unique_name("db"), shutdown_timeout_s=0.5)
-    app = build_app(settings)
-    drains: list[float] = []
-    real_drain = app.ingest._drain
-
-    async def timed_drain(timeout_s: float | None) -> None:
-        t0 = time.monotonic()
-        try:
-            await real_drain(timeout_s)
-        finally:
-            drains.append(time.monotonic() - t0)
-
-    app.ingest._drain = timed_drain  # type: ignore[method-assign]
-    stop = asyncio.Event()
-    runner = asyncio.create_task(app.run(stop))
-    gateway = Gateway(broker)
-    lock = sqlite3.connect(tmp_path / "meta.sqlite", isolation_level=None, timeout=1)
-    try:
-        await app.ingest.wait_connected(10)
-        await asyncio.sleep(0.5)
-        lock.execute("BEGIN IMMEDIATE")
-        gateway.publish(Channel.BIRTH, birth(), retain=True)
-        await asyncio.sleep(1.0)  # the birth's write now waits for the lock
-        stop.set()
-        await asyncio.sleep(3.0)
-        lock.execute("ROLLBACK")
-        await asyncio.wait_for(runner, 40)
-        assert drains
-        assert drains[0] < 2.5
-        assert app.ingest.acked == 0
-    finally:
-        stop.set()
-        gateway.close()
-        lock.close()
         if not runner.done():
             runner.cancel()
 

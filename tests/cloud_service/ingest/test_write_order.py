@@ -29,20 +29,9 @@ from shared.messages import (
     TelemetryBatch,
 )
 from shared.topics import Channel, TopicScheme
+from tests.integration.ingest_support import until
 
 SCHEME = TopicScheme()
-
-
-async def until(condition: Callable[[], bool], within_s: float, what: str) -> None:
-    """Poll ``condition`` until true; a generous bound, not a speed claim."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within_s
-    while True:
-        if condition():
-            return
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 async def test_the_will_after_a_slow_write_is_recorded_last(
