@@ -12,9 +12,14 @@ A track no rule evaluates any more (rule removed or disabled, subject out of sco
 by :meth:`retire`, or it would keep its last condition, and keep reminding, for ever.
 
 Timers (on/off delays, shelving expiry, re-notification, escalation) advance in :meth:`tick`;
-:meth:`next_deadline_ms` says when the shell should call it next. Flood suppression: while a
-gateway's ``gateway_offline`` condition holds (pending or active), alerts of everything behind
-that gateway are suppressed (frozen, not notified) under the gateway's alert.
+:meth:`next_deadline_ms` says when the shell should call it next. Timers run on the caller's
+clock; when it steps back, timers that started in its "future" restart from the new now
+(a clock that ran ahead must not freeze the delays until it is caught up), while event times
+and each record's ``updated_ms`` stay monotonic (the plant orders versions by it).
+
+Flood suppression: while a gateway's ``gateway_offline`` condition holds (pending or active),
+alerts of everything behind that gateway are suppressed (frozen, not notified) under the
+gateway's alert.
 """
 
 from __future__ import annotations
@@ -104,6 +109,7 @@ class Checkpoint:
     by_id: Mapping[str, AlertKey]
     dirty: frozenset[AlertKey]
     now: int
+    stamp: int
     serial: int
 
 
@@ -119,7 +125,8 @@ class Lifecycle:
         self._tracks: dict[AlertKey, _Track] = {}
         self._by_id: dict[str, AlertKey] = {}
         self._dirty: set[AlertKey] = set()
-        self._now = 0
+        self._now = 0  # the caller's clock at the last call (timers)
+        self._stamp = 0  # the latest event time given out (event times never go backwards)
         self._serial = 0
         for s in saved:
             t = _Track(s.key, s.rule_type, s.gateway, alert=s.alert, occurrence=s.occurrence)
@@ -129,7 +136,8 @@ class Lifecycle:
             self._tracks[s.key] = t
             if s.alert is not None:
                 self._by_id[s.alert.id] = s.key
-                self._now = max(self._now, s.alert.updated_ms)
+                self._stamp = max(self._stamp, s.alert.updated_ms)
+            self._now = max(self._now, self._stamp, s.last_notified_ms or 0)
 
     # -- queries -----------------------------------------------------------------------------
 
@@ -288,13 +296,13 @@ class Lifecycle:
         """The whole state, for :meth:`rollback` (a shell undoing a command it could not store)."""
         tracks = {k: dataclasses.replace(t) for k, t in self._tracks.items()}
         dirty = frozenset(self._dirty)
-        return Checkpoint(tracks, dict(self._by_id), dirty, self._now, self._serial)
+        return Checkpoint(tracks, dict(self._by_id), dirty, self._now, self._stamp, self._serial)
 
     def rollback(self, cp: Checkpoint) -> None:
         """Back to the state of ``cp``, as if nothing had happened since."""
         self._tracks = {k: dataclasses.replace(t) for k, t in cp.tracks.items()}
         self._by_id, self._dirty = dict(cp.by_id), set(cp.dirty)
-        self._now, self._serial = cp.now, cp.serial
+        self._now, self._stamp, self._serial = cp.now, cp.stamp, cp.serial
 
     # -- transitions -------------------------------------------------------------------------
 
@@ -416,8 +424,22 @@ class Lifecycle:
     # -- helpers -----------------------------------------------------------------------------
 
     def _commit(self, t: _Track, event: AlertEvent) -> list[AlertEvent]:
-        """Make ``event.alert`` the track's record (or close it) and return the events."""
-        a, events = event.alert, [event]
+        """Make ``event.alert`` the track's record (or close it) and return the events.
+
+        Event times (but an acknowledgement's, which says when the operator did it) and the
+        record's ``updated_ms`` never go backwards, whatever the caller's clock did.
+        """
+        a = event.alert
+        if event.kind != EventKind.ACKED and event.at_ms < self._stamp:
+            event = dataclasses.replace(event, at_ms=self._stamp)
+        if t.alert is not None and a.updated_ms < t.alert.updated_ms:
+            a = dataclasses.replace(a, updated_ms=t.alert.updated_ms)
+        if a.updated_ms < self._stamp:
+            a = dataclasses.replace(a, updated_ms=self._stamp)
+        if a is not event.alert:
+            event = dataclasses.replace(event, alert=a)
+        self._stamp = max(self._stamp, event.at_ms, a.updated_ms)
+        events = [event]
         if event.kind in (EventKind.CLEARED, EventKind.ACKED) and not a.open:
             closed = AlertEvent(
                 EventKind.CLOSED, event.at_ms, event.actor, "cleared and acknowledged", a
@@ -456,9 +478,19 @@ class Lifecycle:
         )  # fmt: skip
 
     def _clock(self, now_ms: int) -> int:
-        """Event times never go backwards, whatever the caller's clock does."""
-        self._now = max(self._now, now_ms)
-        return self._now
+        """Take the caller's time. A step back restarts the timers that started after it."""
+        if now_ms < self._now:
+            for t in self._tracks.values():
+                if t.pending_since_ms is not None and t.pending_since_ms > now_ms:
+                    t.pending_since_ms = now_ms
+                if t.last_notified_ms is not None and t.last_notified_ms > now_ms:
+                    t.last_notified_ms = now_ms
+                    self._dirty.add(t.key)
+                if t.alert is not None and t.alert.active_since_ms > now_ms:
+                    t.alert = dataclasses.replace(t.alert, active_since_ms=now_ms)
+                    self._dirty.add(t.key)
+        self._now = now_ms
+        return now_ms
 
 
 def _duration(ms: int) -> str:

@@ -232,6 +232,38 @@ def test_event_times_never_go_backwards() -> None:
     assert [e.at_ms for e in events] == [T0]
 
 
+def test_a_clock_that_ran_ahead_does_not_freeze_the_delays() -> None:
+    # the server clock was two hours ahead for one evaluation, then corrected: a 10-minute
+    # on-delay counts from the corrected clock, not from when it catches up two hours later
+    lc = Lifecycle(POLICY)
+    assert lc.observe([cond(True, on=10 * MIN)], T0 + 120 * MIN) == []  # pending, clock ahead
+    assert lc.observe([cond(True, on=10 * MIN)], T0) == []
+    assert lc.observe([cond(True, on=10 * MIN)], T0 + 9 * MIN) == []
+    (ev,) = lc.observe([cond(True, on=10 * MIN)], T0 + 10 * MIN)
+    assert ev.kind == K.RAISED
+    assert ev.at_ms == T0 + 10 * MIN
+    assert lc.next_deadline_ms() == T0 + 40 * MIN  # escalation, 30 min after the raise
+
+
+def test_after_a_clock_step_back_versions_still_go_forward() -> None:
+    # an alert raised while the clock was ahead: its later versions never carry an earlier
+    # updated time (the plant keeps the newest by it), and reminders count from the new now
+    lc = Lifecycle(POLICY)
+    (raised,) = lc.observe([cond(True)], T0 + 120 * MIN)
+    events = lc.observe([cond(False)], T0 + 5 * MIN)
+    assert kinds(events) == [K.CLEARED]
+    assert events[0].alert.updated_ms >= raised.alert.updated_ms
+    assert events[0].at_ms >= raised.at_ms
+    # restored from the store after a restart, the step back still restarts the timers
+    lc2 = Lifecycle(POLICY, lc.saved())
+    assert lc2.observe([cond(True, on=5 * MIN)], T0 + 6 * MIN) == []
+    (ev,) = lc2.observe([cond(True, on=5 * MIN)], T0 + 11 * MIN)
+    assert ev.kind == K.REACTIVATED
+    assert ev.alert.updated_ms >= events[0].alert.updated_ms
+    assert ev.alert.active_since_ms == T0 + 11 * MIN
+    assert lc2.next_deadline_ms() == T0 + 41 * MIN
+
+
 def test_plant_ack_time_is_kept_within_raise_and_receipt() -> None:
     lc = Lifecycle(POLICY)
     alert_id = lc.observe([cond(True)], T0)[0].alert.id
