@@ -76,6 +76,11 @@ _FLOAT_BOUND_RE: Final = re.compile(r"Expected `float` [<>]=")
 _INT_TS_BOUND: Final = "9223372036854"
 
 
+#: What msgspec raises for bytes that are not JSON: its own error, or the codec's for bytes
+#: that are not UTF-8 inside a string.
+SYNTAX_ERRORS: Final = (msgspec.DecodeError, UnicodeDecodeError)
+
+
 def classify_validation_error(message: str) -> tuple[Reason, str, str | None]:
     """Map a msgspec validation message to (reason, detail, path)."""
     match = _PATH_RE.search(message)
@@ -131,13 +136,13 @@ class MessageDecoder(Generic[T]):
             return self._decoder.decode(payload)
         except msgspec.ValidationError as exc:
             raise _contract_error(exc) from None
-        except msgspec.DecodeError as exc:
+        except SYNTAX_ERRORS as exc:
             raise _malformed(payload, exc) from None
         except RecursionError:
             raise ContractError(Reason.MALFORMED, "nesting too deep") from None
 
 
-def _malformed(payload: bytes, exc: msgspec.DecodeError) -> ContractError:
+def _malformed(payload: bytes, exc: Exception) -> ContractError:
     """MALFORMED, unless the only fault is a NaN/Infinity token some JSON writers emit."""
     if b"NaN" in payload or b"Infinity" in payload:
         try:
@@ -180,6 +185,8 @@ class TelemetryDecoder:
         try:
             batch = self._fast.decode(payload)
         except msgspec.ValidationError:
+            return self._salvage(payload, now_ms, expect_gateway)
+        except UnicodeDecodeError:  # bytes that are not UTF-8 inside a string: maybe one reading
             return self._salvage(payload, now_ms, expect_gateway)
         except msgspec.DecodeError as exc:
             return self._salvage_malformed(payload, exc, now_ms, expect_gateway)
@@ -235,7 +242,7 @@ class TelemetryDecoder:
             env = self._envelope.decode(payload)
         except msgspec.ValidationError as exc:
             raise _contract_error(exc) from None
-        except msgspec.DecodeError as exc:  # the typed pass stopped before the syntax error
+        except SYNTAX_ERRORS as exc:  # the typed pass stopped before the syntax error
             return self._salvage_malformed(payload, exc, now_ms, expect_gateway)
         except RecursionError:
             raise ContractError(Reason.MALFORMED, "nesting too deep") from None
@@ -244,11 +251,10 @@ class TelemetryDecoder:
         return self._judge(env, items, self._decode_item, now_ms)
 
     def _salvage_malformed(
-        self, payload: bytes, exc: msgspec.DecodeError, now_ms: int, expect_gateway: str | None
+        self, payload: bytes, exc: Exception, now_ms: int, expect_gateway: str | None
     ) -> DecodedTelemetry:
-        """Accept the NaN/Infinity tokens some JSON writers emit, to reject just those readings."""
-        if b"NaN" not in payload and b"Infinity" not in payload:
-            raise ContractError(Reason.MALFORMED, str(exc)) from None
+        """Parse leniently what msgspec refuses but Python's json reads (the NaN/Infinity tokens
+        some JSON writers emit, a lone surrogate escape), to reject just the readings at fault."""
         try:
             doc = json.loads(payload)
         except (ValueError, RecursionError):
@@ -281,7 +287,7 @@ class TelemetryDecoder:
                 reason, detail, _ = classify_validation_error(str(exc))
                 rejected.append(RejectedReading(i, reason, detail, _raw_of(item)))
                 continue
-            except msgspec.DecodeError as exc:  # pragma: no cover - Raw items are valid JSON
+            except SYNTAX_ERRORS as exc:  # bytes that are not UTF-8 inside a string
                 rejected.append(RejectedReading(i, Reason.MALFORMED, str(exc), _raw_of(item)))
                 continue
             problem = _reading_problem(reading, lo, hi)
@@ -368,7 +374,7 @@ def batch_identity(payload: bytes) -> BatchIdentity | None:
         ident = _identity_decoder.decode(payload)
     except msgspec.ValidationError:
         return None
-    except msgspec.DecodeError:
+    except SYNTAX_ERRORS:
         ident = _identity_from_lenient_json(payload)
     except RecursionError:
         return None
@@ -381,9 +387,7 @@ def batch_identity(payload: bytes) -> BatchIdentity | None:
 
 
 def _identity_from_lenient_json(payload: bytes) -> _Identity | None:
-    """For JSON with the NaN/Infinity tokens some writers emit (see ``_salvage_malformed``)."""
-    if b"NaN" not in payload and b"Infinity" not in payload:
-        return None
+    """For what only Python's json reads (see ``_salvage_malformed``)."""
     try:
         doc = json.loads(payload)
     except (ValueError, RecursionError):

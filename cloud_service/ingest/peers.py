@@ -51,5 +51,5 @@ def decode_report(payload: bytes | bytearray) -> StoredReport | None:
     """None for anything that is not a valid report (ignored: reports are advisory)."""
     try:
         return _decoder.decode(payload)
-    except msgspec.DecodeError:  # ValidationError is a subclass
+    except (msgspec.DecodeError, UnicodeDecodeError):  # ValidationError is a subclass
         return None

@@ -130,6 +130,43 @@ async def test_every_malformed_class_is_dead_lettered_and_ingest_goes_on(
             pub.close()
 
 
+async def test_bytes_that_are_not_utf8_are_dead_lettered_and_ingest_goes_on(
+    mosquitto: MosquittoServer, influxd: InfluxServer, unique_name: Callable[[str], str]
+) -> None:
+    # msgspec raises UnicodeDecodeError for these, which once escaped the decoder: ingest
+    # crashed, and crashed again on every redelivery of the un-acked message
+    site, gw = unique_name("site"), unique_name("gw")
+    async with pg_database() as url:
+        settings = cloud_settings(mosquitto, influxd, unique_name, url)
+        pub = Publisher(mosquitto, site, gw)
+        try:
+            async with running(settings) as app:
+                pub.publish_all([birth(site, gw, ["s"])], pub.topic(Channel.BIRTH))
+                t = now_ms()
+                one_bad = (
+                    b'{"gateway":"%s","boot":"b1","seq":1,"readings":[["s",%d,1.0,0],'
+                    b'["s\xff",%d,2.0,0]]}' % (gw.encode(), t, t + 1)
+                )
+                whole_bad = b'{"gateway":"%s","boot":"b\xff","seq":2,"readings":[]}' % gw.encode()
+                pub.publish(one_bad)
+                pub.publish(whole_bad)
+                pub.publish_all([batch(gw, 2, 2)])
+                await until(lambda: pub.highest_ack() >= 2, 30, "ack of seq 2")
+                letters = app.dead_letters
+                await until(
+                    lambda: _has_all(letters.count_by_reason(), {"malformed"}), 30, "letters"
+                )
+                assert await letters.count_by_reason() == {"malformed": 2}
+                by_index = {x.index: x for x in await letters.recent(reason="malformed")}
+                assert by_index[1].raw == b'["s\xff",%d,2.0,0]' % (t + 1)  # the reading alone
+                assert by_index[None].raw == whole_bad
+                assert app.status()["ingest"]["dead_letters"] == {"malformed": 2}
+                async with influx_store(influxd, settings.influx.database) as store:
+                    assert await count_points(store, "stock_level", gw) == 1 + 2
+        finally:
+            pub.close()
+
+
 async def _has_all(counts: Awaitable[dict[str, int]], reasons: set[str]) -> bool:
     return set(await counts) >= reasons
 

@@ -11,7 +11,14 @@ from contract_strategies import MESSAGES, NOW_MS, bad_ids, batches, ids, reading
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared.codec import Limits, MessageDecoder, TelemetryDecoder, encode, make_reading
+from shared.codec import (
+    Limits,
+    MessageDecoder,
+    TelemetryDecoder,
+    batch_identity,
+    encode,
+    make_reading,
+)
 from shared.errors import ContractError, Reason
 from shared.messages import Quality, Reading, TelemetryBatch
 
@@ -64,6 +71,26 @@ def test_random_bytes_never_raise_anything_but_contract_errors(payload: bytes) -
         assert exc.reason in WHOLE_BATCH_REASONS
 
 
+@pytest.mark.parametrize("kind", list(MESSAGES), ids=lambda k: k.__name__)
+@settings(suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_bytes_that_are_not_utf8_in_any_string_are_a_contract_error(
+    kind: type[Any], data: st.DataObject
+) -> None:
+    # msgspec raises UnicodeDecodeError (not its DecodeError) for these: it once escaped every
+    # decoder and crashed ingest on each redelivery of the message
+    payload = encode(data.draw(MESSAGES[kind]))
+    quotes = [i for i, b in enumerate(payload) if b == ord('"')]
+    at = data.draw(st.sampled_from(quotes)) + 1
+    junk = data.draw(st.sampled_from([b"\xff", b"\xc3", b"\xed\xa0\x80", b"\x80abc", b"\xf8"]))
+    hostile = payload[:at] + junk + payload[at:]
+    try:
+        decode_any(kind, hostile) if kind is not TelemetryBatch else decode(hostile)
+    except ContractError as exc:
+        assert exc.reason in WHOLE_BATCH_REASONS
+    batch_identity(hostile)  # never raises
+
+
 @given(batches, st.data())
 def test_truncated_json_is_malformed(batch: TelemetryBatch, data: st.DataObject) -> None:
     payload = encode(batch)
@@ -109,7 +136,10 @@ def test_a_bad_reading_is_rejected_alone_with_its_reason(
 ) -> None:
     bad_kind = data.draw(
         st.sampled_from(
-            ["nan", "inf", "-inf", "huge", "bad_id", "type", "missing", "old", "future"]
+            [
+                *("nan", "inf", "-inf", "huge", "bad_id", "type", "missing", "old", "future"),
+                *("not_utf8", "surrogate"),
+            ]
         )
     )
     items: list[Any] = [list(msgspec.to_builtins(r)) for r in good]
@@ -125,6 +155,8 @@ def test_a_bad_reading_is_rejected_alone_with_its_reason(
         "missing": Reason.MISSING_VALUE,
         "old": Reason.TIMESTAMP_OUT_OF_WINDOW,
         "future": Reason.TIMESTAMP_OUT_OF_WINDOW,
+        "not_utf8": Reason.MALFORMED,  # bytes that are not UTF-8 inside the signal's string
+        "surrogate": Reason.BAD_ID,  # a lone surrogate escape: JSON, but no id
     }[bad_kind]
     if bad_kind in ("nan", "inf", "-inf"):
         bad[2] = float(bad_kind)
@@ -141,6 +173,10 @@ def test_a_bad_reading_is_rejected_alone_with_its_reason(
         bad[at] = data.draw(st.sampled_from(wrong[at]))
     elif bad_kind == "missing":
         bad[2] = None
+    elif bad_kind == "surrogate":
+        bad[0] = "\ud800"
+    elif bad_kind == "not_utf8":
+        bad[0] = "utf8-marker"
     elif bad_kind == "old":
         bad[1] = NOW_MS - Limits().max_past_ms - data.draw(st.integers(1, 10**12))
     elif bad_kind == "future":
@@ -154,6 +190,8 @@ def test_a_bad_reading_is_rejected_alone_with_its_reason(
             b'"huge-marker", ' + str(NOW_MS).encode() + b", 1.5",
             b'"h", ' + str(NOW_MS).encode() + b", 1e999",
         )
+    if bad_kind == "not_utf8":
+        payload = payload.replace(b'"utf8-marker"', b'"s\xff\xfe"')
     decoded = decode(payload)
     assert decoded.batch.readings == good
     assert [(r.index, r.reason) for r in decoded.rejected] == [(pos, expected)]
