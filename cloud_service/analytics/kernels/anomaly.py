@@ -27,8 +27,10 @@ Each component is scaled so that 1.0 means "at its threshold"; the point's sever
 largest, its reason the argmax, its score ``sev / (1 + sev)`` (0.5 at the threshold). A flag is
 raised at the onset of an episode: severity reaches 1 after warm-up, more than ``holdoff``
 samples after the previous flag, and after the previous episode ended (``REARM_N`` samples in a
-row with severity below ``REARM``): one incident, one flag, as alert rules want. A point older
-than its series' last one is not used (``flag == LATE``).
+row with severity below ``REARM``): one incident, one flag, as alert rules want. The exception:
+a disturbance of another kind at ``STRONG`` times its threshold is a new incident at once (a
+spike during a slow swing the shift statistic is still busy with). The shift statistic restarts
+at the end of warm-up. A point older than its series' last one is not used (``flag == LATE``).
 """
 
 from __future__ import annotations
@@ -72,7 +74,8 @@ S_SLOW_LVL: Final = 30  # slow, unclipped EWMA |residual| of the level model (sc
 S_SLOW_TOD: Final = 31  # the same for the time-of-day model
 S_CALM: Final = 32  # consecutive samples with severity below REARM since the last flag
 S_ARMED: Final = 33  # 1 when a new episode may be flagged (0 from a flag until calm again)
-N_STATE: Final = 34
+S_EPISODE: Final = 34  # reason of the last flag
+N_STATE: Final = 35
 
 # --- per-series parameters (columns of the parameter matrix) ------------------------------------
 P_THRESHOLD: Final = 0  # sensitivity, divides the thresholds: 1 = default, 2 = twice as easily
@@ -116,6 +119,7 @@ SCALE_FLOOR: Final = 0.25  # the scale never drops below this share of the slow 
 ALPHA_SLOW: Final = 0.002
 REARM: Final = 0.5  # an episode ends after REARM_N samples in a row with severity below this
 REARM_N: Final = 50
+STRONG: Final = 3.0  # see ``_run``: a new kind of disturbance this far past its threshold
 EPS: Final = 1e-12
 
 R_NONE: Final = 0
@@ -224,6 +228,7 @@ def _run(  # noqa: PLR0912, PLR0915, PLR0917
     slow_tod = state[s, S_SLOW_TOD]
     calm = state[s, S_CALM]
     armed = state[s, S_ARMED]
+    episode = state[s, S_EPISODE]
     sens = params[s, P_THRESHOLD]
     warmup = params[s, P_WARMUP]
     holdoff = params[s, P_HOLDOFF]
@@ -357,7 +362,10 @@ def _run(  # noqa: PLR0912, PLR0915, PLR0917
                 why = R_SPIKE if prev_z < 0.5 * Z_THRESHOLD else R_LEVEL
             prev_z = az
 
-            # CUSUM on the clipped z: a record shift
+            # CUSUM on the clipped z: a record shift. It restarts when warm-up ends: what it
+            # summed while level and scale were still settling is not a shift of the signal
+            if n <= warmup < n + 1.0:
+                cp = cn = 0.0
             zc = max(min(z, CLIP), -CLIP)
             cp = max(0.0, cp + zc - CUSUM_K)
             cn = max(0.0, cn - zc - CUSUM_K)
@@ -412,8 +420,15 @@ def _run(  # noqa: PLR0912, PLR0915, PLR0917
         else:
             calm = 0.0
         fl = 0
-        if sev >= 1.0 and n > warmup and since > holdoff and armed > 0.0:
+        # a much stronger disturbance of another kind (a spike during a slow swing the shift
+        # statistic is still busy with) is a new incident: flagged within the episode and
+        # the hold-off, or a signal that never calms down would hide it
+        new = armed > 0.0 and since > holdoff
+        if sev >= STRONG and why != episode:
+            new = True
+        if sev >= 1.0 and n > warmup and new:
             fl = 1
+            episode = float(why)
             since = 0.0
             calm = 0.0
             armed = 0.0
@@ -457,6 +472,7 @@ def _run(  # noqa: PLR0912, PLR0915, PLR0917
     state[s, S_SLOW_TOD] = slow_tod
     state[s, S_CALM] = calm
     state[s, S_ARMED] = armed
+    state[s, S_EPISODE] = episode
 
 
 @nb.njit(cache=True)
