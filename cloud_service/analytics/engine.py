@@ -3,10 +3,12 @@
 Series are small integers (the ingest's catalog maps signal ids to them); state is a float
 matrix with one row per series (:mod:`.kernels.anomaly`), grown by doubling. ``update`` takes a
 batch as it arrives (any mix of series), orders it by series and event time, and runs the
-kernel in parallel over series. Points older than what a series has already seen cannot be
-folded into its state any more: they are skipped and counted (``late``), never scored against
-the future. Flags from replayed (``historical``) batches, or older than ``LIVE_WINDOW_MS``,
-reach the sink marked historical so alert rules record them without raising a stale live alert.
+kernel in parallel over series. Points older than what a series has already seen (the backlog
+a gateway replays after its live data, on reconnecting) cannot be folded into its state any
+more: they are scored against the model as it stands (spike/level: ``ak._late_severity``),
+flagged when beyond the threshold, counted (``late``), and always reach the sink as history.
+Flags from replayed (``historical``) batches, or older than ``LIVE_WINDOW_MS``, reach the sink
+marked historical so alert rules record them without raising a stale live alert.
 
 Rebuilding from InfluxDB history at start-up is :meth:`AnomalyEngine.rebuild` with the arrays
 the storage layer read (queried per series, ascending time).
@@ -70,10 +72,11 @@ class SignalSnapshot:
 
 @dataclass(frozen=True, slots=True)
 class UpdateResult:
-    """Per input point, in input order: score, flag, reason; ``late`` points were skipped.
+    """Per input point, in input order: score, flag, reason; ``late`` points were not folded
+    into the state (they are scored against it as it stands, spike/level only).
 
-    ``scored`` is False for points not folded in (late, or without a finite value): their
-    score, flag and reason are 0 and say nothing.
+    ``scored`` is False for points without a finite value, and for late points of counters
+    (an increment needs the point before): their score, flag and reason are 0 and say nothing.
     """
 
     score: F64
@@ -166,10 +169,13 @@ class AnomalyEngine:
         late = flag == ak.LATE
         n_late = int(late.sum())
         if n_late:
-            flag[late] = 0
+            flag[late] = reason[late] != ak.R_NONE
             self.late_total += n_late
         if self.sink is not None:
             hit = np.flatnonzero(flag)
+            if n_late and not historical:  # late flags are history whatever their age
+                self._emit(ids, ts, score, reason, hit[late[hit]], True)
+                hit = hit[~late[hit]]
             if hit.size:
                 now = int(time.time() * 1000) if now_ms is None else now_ms
                 live = ts[hit] >= now - LIVE_WINDOW_MS
@@ -179,7 +185,10 @@ class AnomalyEngine:
                     self._emit(ids, ts, score, reason, hit[live], False)
                 else:
                     self._emit(ids, ts, score, reason, hit, historical)
-        return UpdateResult(score, flag, reason, n_late, np.isfinite(x) & ~late)
+        scored = np.isfinite(x)
+        if n_late:
+            scored &= ~(late & (self.params[ids, ak.P_KIND] == ak.KIND_COUNTER))
+        return UpdateResult(score, flag, reason, n_late, scored)
 
     def _emit(  # noqa: PLR0917
         self, sid: I64, sts: I64, sc: F64, rc: I8, idx: I64, historical: bool

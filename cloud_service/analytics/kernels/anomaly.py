@@ -30,7 +30,9 @@ samples after the previous flag, and after the previous episode ended (``REARM_N
 row with severity below ``REARM``): one incident, one flag, as alert rules want. The exception:
 a disturbance of another kind at ``STRONG`` times its threshold is a new incident at once (a
 spike during a slow swing the shift statistic is still busy with). The shift statistic restarts
-at the end of warm-up. A point older than its series' last one is not used (``flag == LATE``).
+at the end of warm-up. A point older than its series' last one (a backlog replayed after live
+data) is scored against the model as it stands, spike/level only, and not folded into the state
+(``flag == LATE``; its reason says whether it is beyond the threshold).
 """
 
 from __future__ import annotations
@@ -176,6 +178,40 @@ def _tail(v: float, cur: float, prev: float, base: float) -> float:
 
 
 @nb.njit(cache=True)
+def _late_severity(  # noqa: PLR0917
+    profile: F64,
+    s: int,
+    t: int,
+    y: float,
+    lvl: float,
+    scale: float,
+    slow_lvl: float,
+    err_lvl: float,
+    err_tod: float,
+    slow_tod: float,
+    first_ts: float,
+    last_ts: float,
+    z_bar: float,
+) -> float:
+    """``|z|`` over its threshold for a point that arrives after later ones, against the
+    predictor and scale the series has now (spike/level only: the sequence statistics need
+    the points in order). No record bar: the backlog of an outage is what it was."""
+    day = (t + 0.5) * INV_DAY_MS
+    b = int((day - math.floor(day)) * TOD_BINS)
+    p_mean = profile[s, b, 0]
+    p_cnt = profile[s, b, 1]
+    if last_ts - first_ts >= 2 * DAY_MS and p_cnt > 0.0 and err_tod < TOD_GAIN * err_lvl:
+        r = y - p_mean
+        sc = max(err_tod, EPS, SCALE_FLOOR * slow_tod)
+    else:
+        r = y - lvl
+        sc = max(scale, SCALE_FLOOR * slow_lvl)
+    if sc <= EPS:
+        sc = max(abs(lvl) * 1e-6, 1e-9)
+    return float(min(abs(r) / sc, Z_CAP) / z_bar)
+
+
+@nb.njit(cache=True)
 def _run(  # noqa: PLR0912, PLR0915, PLR0917
     state: F64,
     profile: F64,
@@ -250,10 +286,15 @@ def _run(  # noqa: PLR0912, PLR0915, PLR0917
             reason[i] = R_NONE
             continue
         if n > 0.0 and t < last_ts:
-            # older than what this series has seen: it cannot be folded in; marked late
-            score[i] = 0.0
+            # older than what this series has seen (a backlog replayed after live data): it
+            # cannot be folded in, but it is scored against the model as it stands
+            sev = _late_severity(profile, s, t, x, lvl, scale, slow_lvl, err_lvl, err_tod,
+                                 slow_tod, first_ts, last_ts, z_bar)  # fmt: skip
+            if counter or n <= warmup:
+                sev = 0.0
+            score[i] = sev / (1.0 + sev)
             flag[i] = LATE
-            reason[i] = R_NONE
+            reason[i] = R_SPIKE if sev >= 1.0 else R_NONE
             continue
         if n == 0.0:
             n = 1.0

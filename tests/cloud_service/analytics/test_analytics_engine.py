@@ -55,6 +55,37 @@ def test_batches_in_sequence_equal_one_batch() -> None:
     np.testing.assert_array_equal(whole.score[~first], r2.score)
 
 
+def test_a_backlog_replayed_after_live_data_is_scored_and_flagged_as_history() -> None:
+    # a gateway back from an outage sends its live data first, then the backlog: the backlog
+    # is older than the state, so it cannot be folded in, but a spike in it is still found
+    rng = np.random.default_rng(0)
+    ts = NOW + np.arange(700, dtype=np.int64) * MIN
+    x = 10 + rng.normal(0, 1, 700)
+    x[550] = 500.0  # during the outage
+    rec = Recorder()
+    eng = AnomalyEngine(4, sink=rec)
+    now = int(ts[-1]) + MIN
+    eng.update(np.zeros(500, np.int64), ts[:500], x[:500], now_ms=now)
+    eng.update(np.zeros(50, np.int64), ts[650:], x[650:], now_ms=now)  # live, on return
+    before = eng.state.copy()
+    res = eng.update(np.zeros(150, np.int64), ts[500:650], x[500:650], now_ms=now)
+    assert res.late == 150
+    assert res.scored.all()
+    assert np.flatnonzero(res.flag).tolist() == [50]
+    assert res.reason[50] == Reason.SPIKE
+    assert res.score[50] > 0.75 > res.score[:50].max()
+    np.testing.assert_array_equal(eng.state, before)  # not folded in
+    # to the sink as history, even without the batch's historical mark
+    assert [(e.historical, e.ts_ms.tolist()) for e in rec.events] == [(True, [int(ts[550])])]
+    # a counter's late point has no increment to judge: not scored
+    eng.configure([1], counter=True)
+    eng.update([1] * 300, ts[:300], np.arange(300.0) * 5, now_ms=now)
+    late = eng.update([1], [int(ts[100])], [9999.0], now_ms=now)
+    assert late.late == 1
+    assert not late.scored[0]
+    assert late.flag[0] == 0
+
+
 def test_late_points_are_skipped_and_counted() -> None:
     eng = AnomalyEngine()
     eng.update([0, 0, 0], [NOW, NOW + MIN, NOW + 2 * MIN], [1.0, 2.0, 3.0], now_ms=NOW)
