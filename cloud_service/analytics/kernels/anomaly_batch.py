@@ -2,8 +2,9 @@
 
 ``update_batch`` takes an ingest batch as it comes (any mix of series), groups it by series
 with a counting sort (O(batch + series)), runs the series in parallel and returns results in
-input order; ``update_grouped`` is the same for points already grouped by series;
-``silent_since`` is the clock-driven no-data check.
+input order (a batch already grouped and in time order, as a replay is, is run in place);
+``update_grouped`` is the same for points already grouped by series; ``silent_since`` is the
+clock-driven no-data check.
 """
 
 from __future__ import annotations
@@ -130,6 +131,14 @@ def update_batch(  # noqa: PLR0917
     """
     n = ids.size
     order, series, offsets, ordered = group_by_series(ids, ts, state.shape[0])
+    score = np.empty(n, dtype=np.float64)
+    flag = np.empty(n, dtype=np.int8)
+    reason = np.empty(n, dtype=np.int8)
+    if ordered and _is_identity(order):  # already grouped and in time order (a replay)
+        for g in nb.prange(series.size):
+            lo, hi = offsets[g], offsets[g + 1]
+            _run(state, profile, params, series[g], ts, x, lo, hi, score, flag, reason)
+        return score, flag, reason
     if not ordered:
         for g in range(series.size):
             lo, hi = offsets[g], offsets[g + 1]
@@ -146,7 +155,7 @@ def update_batch(  # noqa: PLR0917
                 order[lo:hi] = seg[np.argsort(ts[seg], kind="mergesort")]
     sts = np.empty(n, dtype=np.int64)
     sx = np.empty(n, dtype=np.float64)
-    for i in range(n):
+    for i in nb.prange(n):
         sts[i] = ts[order[i]]
         sx[i] = x[order[i]]
     sc = np.empty(n, dtype=np.float64)
@@ -154,15 +163,20 @@ def update_batch(  # noqa: PLR0917
     rc = np.empty(n, dtype=np.int8)
     for g in nb.prange(series.size):
         _run(state, profile, params, series[g], sts, sx, offsets[g], offsets[g + 1], sc, fl, rc)
-    score = np.empty(n, dtype=np.float64)
-    flag = np.empty(n, dtype=np.int8)
-    reason = np.empty(n, dtype=np.int8)
-    for i in range(n):
+    for i in nb.prange(n):  # order is a permutation: every j is written once
         j = order[i]
         score[j] = sc[i]
         flag[j] = fl[i]
         reason[j] = rc[i]
     return score, flag, reason
+
+
+@nb.njit(cache=True)
+def _is_identity(order: I64) -> bool:
+    for i in range(order.size):  # noqa: SIM110 - a plain loop compiles in numba
+        if order[i] != i:
+            return False
+    return True
 
 
 @nb.njit(cache=True)
