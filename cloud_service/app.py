@@ -3,6 +3,11 @@
 ``build_app`` does no I/O; ``CloudApp.run`` migrates the metadata store, warms the ingest
 core from it (catalog, sequence state), waits for the time-series store, then ingests until
 stopped, saving activity (last-seen times, health, sequence state) periodically.
+
+Start-up order and silence: health restored from the registry is held (no silence checks,
+no gateway or no-data alert on figures from before the cloud's downtime) while the live
+loop starts and rebuilds; when ingest has connected to the broker, health resumes and every
+gateway's and signal's silence counts from that moment.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cloud_service.errors import MetadataError
+from cloud_service.ingest.health import HealthCore
 from cloud_service.ingest.worker import IngestWorker
 from cloud_service.ingest.writer import now_ms
 from cloud_service.live.runtime import LiveRuntime
@@ -101,9 +107,11 @@ class CloudApp:
             # Never cancelled: a cancel inside an SQLite transaction can leave the file locked.
             done = asyncio.Event()
             flusher = asyncio.create_task(self._flush_periodically(stop, done))
+            resume = asyncio.create_task(self._resume_when_connected(stop), name="resume")
             try:
                 await self.ingest.run(stop)
             finally:
+                resume.cancel()
                 done.set()
                 await flusher
                 await self._flush()
@@ -117,22 +125,49 @@ class CloudApp:
             await self.metadata.aclose()
             await self.store.aclose()
 
+    def _health_cores(self) -> list[HealthCore]:
+        """Ingest's health, and the live loop's own when it has a subscription of its own."""
+        cores = [self.ingest.health]
+        if self.runtime is not None and self.runtime.health is not self.ingest.health:
+            cores.append(self.runtime.health)
+        return cores
+
     async def _start_metadata(self) -> None:
         await self.metadata.migrate()
+        cores = self._health_cores()
+        for health in cores:  # until ingest connects, silence is the cloud's downtime
+            health.hold()
         for record in await self.metadata.registry.load_births():
             self.ingest.core.learn(record.site, record.birth)
-            self.ingest.health.birth(record.site, record.birth, now_ms())
+            for health in cores:
+                health.birth(record.site, record.birth, now_ms())
         # Known gateway states too: a gateway offline before the restart is offline now (until
         # its retained state says otherwise), so its open alert does not clear and come back.
         for g in await self.metadata.registry.gateways():
             offline = g["state"] == GatewayState.OFFLINE.value
-            self.ingest.health.restore(
-                g["site"],
-                g["gateway"],
-                offline_since_ms=(g["state_ms"] or now_ms()) if offline else None,
-                last_seen_ms=g["last_seen_ms"],
-            )
+            for health in cores:
+                health.restore(
+                    g["site"],
+                    g["gateway"],
+                    offline_since_ms=(g["state_ms"] or now_ms()) if offline else None,
+                    last_seen_ms=g["last_seen_ms"],
+                )
         self.ingest.core.tracker.restore(await self.metadata.registry.load_streams())
+
+    async def _resume_when_connected(self, stop: asyncio.Event) -> None:
+        """Ingest's health resumes once ingest has connected (the broker then delivers what
+        it kept for the cloud's session): silence counts from that moment, not from before
+        the cloud's downtime. The live subscription, if any, resumes its own on connecting."""
+        while not stop.is_set():
+            try:
+                await self.ingest.wait_connected(1.0)
+            except TimeoutError:
+                continue
+            self.ingest.health.resume(now_ms())
+            log.info("ingest connected: gateway and signal silence counted from now")
+            if self.runtime is not None:
+                self.runtime.wake()
+            return
 
     async def _flush_periodically(self, stop: asyncio.Event, done: asyncio.Event) -> None:
         m = self.settings.metadata

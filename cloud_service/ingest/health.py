@@ -13,6 +13,10 @@ A signal is stale when nothing arrived for ``stale_after_periods`` × its expect
 Only live data refreshes a signal: replayed (``historical``) batches are old news.
 A gateway back online (or heard from again after being silent) gives every signal a fresh
 window; data from before that does not count.
+
+The cloud's own downtime is not the gateways' silence: after :meth:`HealthCore.restore`
+(start-up, from the registry) silence is not checked (held) until :meth:`HealthCore.resume`
+(ingest connected to the broker), which restarts every clock from that moment.
 Time is passed in (``now_ms``), so every transition is tested without a clock.
 """
 
@@ -70,6 +74,7 @@ class _Gateway:
     last_seen_ms: int | None = None
     active: bool = False  # data since the last activity sweep
     down_since_ms: int | None = None  # offline or silent since
+    restarted_ms: int | None = None  # its signals' clocks last restarted (its return)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +86,17 @@ class GatewayView:
     online: bool
     last_seen_ms: int | None
     down_since_ms: int | None
+    #: Silence is not watched yet: the cloud restarted and its ingest has not connected
+    #: since (:meth:`HealthCore.resume`). Neither the gateway's nor its signals' silence is
+    #: known; its figures from before are the cloud's downtime, not the gateway's.
+    held: bool = False
+    #: Where the gateway's own silence starts counting: its last telemetry, or the moment
+    #: the cloud's ingest connected if later (None: held, or never heard from).
+    quiet_since_ms: int | None = None
+    #: Its signals' silence counts from no earlier than this: the gateway's return (online
+    #: again, or heard from again after silence) or the cloud's ingest connecting, the
+    #: later (None: neither happened). :meth:`HealthCore.tick` uses the same clocks.
+    clocks_ms: int | None = None
 
 
 @dataclass(slots=True)
@@ -92,6 +108,10 @@ class HealthCore:
     stale_after_periods: float = 3.0
     _gateways: dict[tuple[str, str], _Gateway] = field(default_factory=dict)
     _dirty: set[tuple[str, str, str]] = field(default_factory=set)
+    #: Silence checks wait for :meth:`resume` (set by :meth:`restore` or :meth:`hold`).
+    held: bool = False
+    #: When :meth:`resume` last restarted every clock (the cloud's ingest connected).
+    resumed_ms: int | None = None
 
     def _gateway(self, site: str, gateway: str) -> _Gateway:
         return self._gateways.setdefault((site, gateway), _Gateway())
@@ -112,13 +132,32 @@ class HealthCore:
         self, site: str, gateway: str, *, offline_since_ms: int | None, last_seen_ms: int | None
     ) -> None:
         """Start-up: what the registry knew (last telemetry; offline since), so a gateway
-        that was offline or silent before a restart is not taken for online after it."""
+        that was offline before a restart is not taken for online after it.
+
+        Holds silence checks until :meth:`resume`: ``last_seen_ms`` is from before the
+        cloud's downtime, and the broker keeps what gateways sent meanwhile until ingest
+        connects, so their silence since is unknown, not measured."""
+        self.hold()
         gw = self._gateway(site, gateway)
         gw.last_seen_ms = last_seen_ms
         if offline_since_ms is not None:
             gw.state = GatewayState.OFFLINE
             gw.down_since_ms = offline_since_ms
             self._orphan(site, gateway, gw)
+
+    def hold(self) -> None:
+        """Stop checking silence until :meth:`resume` (the cloud cannot hear gateways yet)."""
+        self.held = True
+
+    def resume(self, now_ms: int) -> None:
+        """The cloud's ingest connected (and the broker starts delivering what it kept):
+        silence counts from now. Every gateway and signal gets a fresh window, as on a
+        gateway's return; a gateway or signal that stays silent for a full window from
+        now is reported as usual."""
+        self.held = False
+        self.resumed_ms = now_ms
+        for gw in self._gateways.values():
+            self._restart_clocks(gw, now_ms)
 
     def state(self, site: str, gateway: str, state: GatewayState, now_ms: int) -> list[HealthEvent]:
         gw = self._gateway(site, gateway)
@@ -163,8 +202,10 @@ class HealthCore:
         return []
 
     def tick(self, now_ms: int) -> list[HealthEvent]:
-        """Check every deadline; call periodically."""
+        """Check every deadline; call periodically. Nothing while held (see :meth:`hold`)."""
         events: list[HealthEvent] = []
+        if self.held:
+            return events
         for (site, gateway), gw in self._gateways.items():
             if gw.state is GatewayState.OFFLINE or gw.silent or not gw.signals:
                 continue
@@ -213,6 +254,7 @@ class HealthCore:
 
     @staticmethod
     def _restart_clocks(gw: _Gateway, now_ms: int) -> None:
+        gw.restarted_ms = now_ms
         for sig in gw.signals.values():
             sig.since_ms = now_ms  # a full window to resume; older data does not count
 
@@ -224,17 +266,31 @@ class HealthCore:
 
     def gateways(self) -> list[GatewayView]:
         """Every known gateway: online unless its will said offline or all its signals went
-        silent (as of the last :meth:`tick`)."""
-        return [
-            GatewayView(
-                site,
-                name,
-                gw.state is not GatewayState.OFFLINE and not gw.silent,
-                gw.last_seen_ms,
-                gw.down_since_ms,
+        silent (as of the last :meth:`tick`); with where its silence counts from."""
+        resumed = self.resumed_ms
+        out = []
+        for (site, name), gw in self._gateways.items():
+            seen = gw.last_seen_ms
+            if self.held or seen is None:
+                quiet = None
+            else:
+                quiet = seen if resumed is None else max(seen, resumed)
+            restarted = gw.restarted_ms
+            if resumed is not None:
+                restarted = resumed if restarted is None else max(restarted, resumed)
+            out.append(
+                GatewayView(
+                    site,
+                    name,
+                    gw.state is not GatewayState.OFFLINE and not gw.silent,
+                    seen,
+                    gw.down_since_ms,
+                    held=self.held,
+                    quiet_since_ms=quiet,
+                    clocks_ms=restarted,
+                )
             )
-            for (site, name), gw in self._gateways.items()
-        ]
+        return out
 
     def counts(self) -> dict[SignalStatus, int]:
         out = dict.fromkeys(SignalStatus, 0)

@@ -13,6 +13,13 @@ counter that stops while the plan says run is ``production_below_plan``'s (count
 
 Only signals worth a look reach the rules (a recent anomaly, stuck, silent for two periods,
 or already tracked by the lifecycle): tens of thousands of quiet signals cost nothing.
+
+Silence is measured as ingest health measures it (``GatewayView``): a signal's silence
+counts from its latest good reading, or from its gateway's return (or the cloud's ingest
+connecting after a restart) if that is later, so a signal simply awaiting its first reading
+after an outage is not silent. While health is held (the cloud restarted and cannot hear the
+gateways yet), a gateway still online and its signals are left out of the figures: not
+judged, so their alerts neither raise nor clear on figures from before the downtime.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from dataclasses import dataclass, field
 from functools import partial
 
 import numpy as np
+import numpy.typing as npt
 
 from cloud_service.alerts.inputs import (
     ConditionInputs,
@@ -114,6 +122,9 @@ class LiveAnalytics:
         self._recent: dict[int, RecentAnomalies] = {}
         self._flat = FlatRuns()
         self._received = np.zeros(0, dtype=np.int64)  # receive time of each series' latest
+        #: series id -> number of its gateway (``_gateway_no``), filled as series appear
+        self._gw_of = np.zeros(0, dtype=np.int64)
+        self._gateway_no: dict[tuple[str, str], int] = {}
         self._pass: _Pass | None = None
         self.stock_figures: list[StockFigures] = []
         self.consumption_figures: list[ConsumptionFigures] = []
@@ -479,24 +490,44 @@ class LiveAnalytics:
     ) -> ConditionInputs:
         """Figures as of ``now_ms``. ``tracked``: the (site, signal) pairs the lifecycle
         follows. ``silence``: (ms, periods) pairs; a signal silent for at least both of one
-        pair is worth a look (the monitor derives them from the rules' thresholds)."""
+        pair is worth a look (the monitor derives them from the rules' thresholds).
+        ``gateways``: ingest health, which also says where silence counts from."""
         return ConditionInputs(
             now_ms=now_ms,
             stock=self.stock_figures,
             consumption=self.consumption_figures,
             production=self.production_figures,
-            signals=self._signal_figures(now_ms, set(tracked), silence),
-            gateways=[
-                GatewayFigures(g.site, g.gateway, g.online, g.last_seen_ms, g.down_since_ms)
-                for g in gateways
-            ],
+            signals=self._signal_figures(now_ms, set(tracked), silence, gateways),
+            gateways=[figures for g in gateways if (figures := gateway_figures(g)) is not None],
         )
+
+    def _gateway_clocks(self, gateways: Sequence[GatewayView]) -> tuple[I64, npt.NDArray[np.bool_]]:
+        """Per series: the time its silence counts from at the earliest (0: no floor), and
+        whether its gateway's silence is held (unknown)."""
+        n = len(self.index)
+        known = self._gw_of.size
+        if known < n:
+            numbers = self._gateway_no
+            infos = self.index.infos
+            new = [numbers.setdefault((i.site, i.gateway), len(numbers)) for i in infos[known:n]]
+            self._gw_of = np.r_[self._gw_of, np.array(new, dtype=np.int64)]
+        floor = np.zeros(len(self._gateway_no), dtype=np.int64)
+        held = np.zeros(len(self._gateway_no), dtype=bool)
+        for g in gateways:
+            no = self._gateway_no.get((g.site, g.gateway))
+            if no is None:
+                continue
+            floor[no] = g.clocks_ms or 0
+            held[no] = g.held and g.online
+        gw_of = self._gw_of[:n]
+        return floor[gw_of], held[gw_of]
 
     def _signal_figures(
         self,
         now_ms: int,
         tracked: set[tuple[str, str]],
         silence: Sequence[tuple[float, float]],
+        gateways: Sequence[GatewayView] = (),
     ) -> list[SignalFigures]:
         n = len(self.index)
         if n == 0:
@@ -506,14 +537,16 @@ class LiveAnalytics:
         recv = np.zeros(n, dtype=np.int64)
         known = min(n, self._received.size)
         recv[:known] = self._received[:known]
-        # receive time where known (no device clock involved), else the reading's own time
-        seen_ms = np.where(recv > 0, recv, snap.last_seen_ms)
+        # receive time where known (no device clock involved), else the reading's own time;
+        # not before its gateway's return: silence counts from there (as ingest health's)
+        floor, held = self._gateway_clocks(gateways)
+        seen_ms = np.maximum(np.where(recv > 0, recv, snap.last_seen_ms), floor)
         period = np.where(snap.period_ms > 0, snap.period_ms, np.inf)
         quiet = now_ms - seen_ms
         silent = np.zeros(n, dtype=bool)
         for min_ms, min_periods in silence:
             silent |= (quiet >= min_ms) & (quiet >= min_periods * period)
-        silent &= snap.seen
+        silent &= snap.seen & ~held
         run = self._flat.update(now_ms, snap.stuck_since_ms, snap.seen)
         warm = (self._flat.first >= 0) & (
             now_ms - self._flat.first >= int(self.settings.stuck_warmup_h * HOUR_MS)
@@ -533,6 +566,8 @@ class LiveAnalytics:
             spec = info.spec
             if spec is None:
                 continue  # never announced: no expected period, no owner to tell
+            if held[sid]:
+                continue  # its gateway's silence is unknown yet: not judged (kept as is)
             recent = self._recent.get(sid)
             score, reason = recent.worst() if recent is not None else (0.0, int(Reason.NONE))
             counter = spec.kind is SignalKind.PRODUCTION_COUNT
@@ -556,3 +591,15 @@ class LiveAnalytics:
                 )
             )
         return out
+
+
+def gateway_figures(g: GatewayView) -> GatewayFigures | None:
+    """A gateway's figures for the rules; None (not judged) while health is held and the
+    gateway is not known to be offline: its silence is the cloud's downtime, not its own.
+    An online gateway's silence counts from ``quiet_since_ms`` (its last telemetry, or the
+    cloud's ingest connecting if later); an offline one keeps its last telemetry."""
+    if g.online:
+        if g.held:
+            return None
+        return GatewayFigures(g.site, g.gateway, True, g.quiet_since_ms, g.down_since_ms)
+    return GatewayFigures(g.site, g.gateway, False, g.last_seen_ms, g.down_since_ms)

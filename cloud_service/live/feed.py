@@ -65,7 +65,14 @@ class LiveFeed:
              (Channel.TELEMETRY, Channel.BIRTH, Channel.STATE)]
         )  # fmt: skip
         if self._loop is not None:
-            self._loop.call_soon_threadsafe(self.connected.set)
+            self._loop.call_soon_threadsafe(self._on_connected, wall_ms())
+
+    def _on_connected(self, at_ms: int) -> None:
+        """First connection: health resumes (silence counts from now, not from before the
+        cloud's downtime; the broker delivers what it kept for this session from now on)."""
+        if not self.connected.is_set():
+            self.health.resume(at_ms)
+            self.connected.set()
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
         self._inbox.append((msg.topic, bytes(msg.payload), wall_ms()))

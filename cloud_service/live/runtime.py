@@ -91,6 +91,7 @@ class LiveRuntime:
         ingest.core.on_birth = live.on_birth
         if settings.live.source == "subscription":
             health = HealthCore(settings.health.stale_after_periods)
+            health.hold()  # until the feed connects (``LiveFeed`` resumes it)
             feed = LiveFeed(settings, live, health, f"{settings.mqtt.client_id}-live")
         else:
             ingest.core.on_batch = live.on_batch
