@@ -22,6 +22,8 @@ from cloud_service.metadata.guard import guard
 from cloud_service.metadata.schema import gateways, sequence_streams, signals
 from shared.messages import Birth, GatewayState, SignalKind, SignalSpec
 
+_INT64_MAX = 2**63 - 1
+
 
 class SqlRegistry:
     def __init__(self, engine: AsyncEngine) -> None:
@@ -90,7 +92,8 @@ class SqlRegistry:
             "config_hash": b.config_hash,
             "started_ms": b.started_ms,
             "birth_ms": rec.received_ms,
-            "dropped": sum(b.dropped.values()),
+            # each count fits the contract's int64, their sum need not: capped, not a crash
+            "dropped": min(sum(b.dropped.values()), _INT64_MAX),
         }
         stmt = self._insert(gateways, row)
         new, old = stmt.excluded, gateways.c

@@ -3,6 +3,8 @@ reach it in (two writes in flight, several workers): on SQLite and on a real Pos
 
 from __future__ import annotations
 
+import msgspec
+
 from cloud_service.ingest.records import BirthRecord, StateRecord
 from cloud_service.metadata import MetadataStore
 from shared.messages import Birth, GatewayState, SignalKind, SignalSpec, State
@@ -113,3 +115,15 @@ async def test_a_new_boot_whose_clock_restarted_behind_takes_over(
     assert await row(metadata) == ("b2", "online", behind + 10)
     await reg.record([], [state(OFFLINE, "b2", behind + 5)])  # b2's own will: applies
     assert await row(metadata) == ("b2", "offline", behind + 5)
+
+
+async def test_drop_counts_summing_past_int64_are_capped_not_a_crash(
+    metadata: MetadataStore,
+) -> None:
+    # each count fits the contract's int64; their sum overflowed the column and the retained
+    # birth crashed ingest on every restart
+    rec = birth("b1", NOW, ["s1"], NOW)
+    b = msgspec.structs.replace(rec.birth, dropped={"s1": 2**63 - 1, "s2": 5})
+    await metadata.registry.record([BirthRecord("site-1", b, NOW)], [])
+    (gw,) = await metadata.registry.gateways()
+    assert gw["dropped"] == 2**63 - 1
