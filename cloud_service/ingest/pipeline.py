@@ -24,7 +24,7 @@ from shared.codec import Limits, MessageDecoder, TelemetryDecoder, batch_identit
 from shared.errors import ContractError, Reason
 from shared.ids import is_valid_id
 from shared.messages import Ack, Birth, State, TelemetryBatch
-from shared.topics import Channel, TopicScheme
+from shared.topics import Channel, TopicAddress, TopicScheme
 
 log = logging.getLogger(__name__)
 INGESTED_CHANNELS: Final = (Channel.TELEMETRY, Channel.BIRTH, Channel.STATE)
@@ -179,8 +179,7 @@ class IngestCore:
             return  # a retained birth/state being cleared
         elif address.channel is Channel.BIRTH:
             birth = self._birth.decode(m.payload)
-            if birth.gateway != address.gateway or birth.site != address.site:
-                raise ContractError(Reason.TOPIC_MISMATCH, "birth names another gateway or site")
+            check_birth_address(birth, address)
             self.learn(address.site, birth)
             out.births.append(BirthRecord(address.site, birth, m.received_ms))
         elif address.channel is Channel.STATE:
@@ -257,6 +256,13 @@ class IngestCore:
             if after > before:
                 acks.append((s.site, Ack(gateway=s.gateway, boot=s.boot, seq=after, ts=now_ms)))
         return acks
+
+
+def check_birth_address(birth: Birth, address: TopicAddress) -> None:
+    """A birth must name its topic's gateway and site: the broker lets a gateway publish only
+    under its own topics, but not what the payload says (ingest and the live feed both check)."""
+    if birth.gateway != address.gateway or birth.site != address.site:
+        raise ContractError(Reason.TOPIC_MISMATCH, "birth names another gateway or site")
 
 
 def _gateway_of(topic: str) -> str | None:

@@ -21,6 +21,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from cloud_service.ingest.health import HealthCore, HealthEvent
 from cloud_service.ingest.mqtt_client import connect_properties, make_client
+from cloud_service.ingest.pipeline import check_birth_address
 from cloud_service.live.analytics import LiveAnalytics
 from cloud_service.live.monitor import wall_ms
 from cloud_service.settings import CloudSettings
@@ -131,6 +132,7 @@ class LiveFeed:
             return
         elif address.channel is Channel.BIRTH:
             birth = self._birth.decode(payload)
+            check_birth_address(birth, address)  # else one gateway could empty another's
             self.live.on_birth(address.site, birth)
             self.health.birth(address.site, birth, received)
         elif address.channel is Channel.STATE:
