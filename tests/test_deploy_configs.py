@@ -25,7 +25,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from cloud_service.settings import load_settings
 from edge_agent.config import load_config
 from firmware_sim.stack import BinaryNotFoundError, MosquittoServer, mqtt_connack_code
-from shared.topics import Channel, TopicScheme
+from shared.topics import EDGE_TO_CLOUD, Channel, TopicScheme
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -299,6 +299,8 @@ def test_a_gateway_publishes_only_its_own_edge_to_cloud_topics(
         SCHEME.alert_topic(site, gw, "a1"),
         "flightdeck/v1/_workers/ingest/stored",  # the cloud workers' peer reports
         "other/tree",
+        # its own gateway id under another site's name: the cloud takes the site from the topic
+        *(SCHEME.topic("other-site", gw, c) for c in sorted(EDGE_TO_CLOUD)),
     ]
     spoofer = connect("spoofer", gw, gw_pw)
     for topic in denied:
@@ -333,14 +335,47 @@ def test_a_gateway_reads_only_its_own_cloud_to_edge_topics(
         SCHEME.alert_topic(site, "gw-02", "a1"),
         SCHEME.topic(site, "gw-02", Channel.TELEMETRY),
         SCHEME.topic(site, gw, Channel.ALERT_ACKS),  # its own edge -> cloud traffic
+        SCHEME.topic("other-site", gw, Channel.ACK),  # its id under another site
+        SCHEME.alert_topic("other-site", gw, "a1"),
     ]
     for_it = [
         SCHEME.topic(site, gw, Channel.ACK),
         SCHEME.topic(site, gw, Channel.CMD),
         SCHEME.alert_topic(site, gw, "a1"),
+        f"flightdeck/v1/{site}/{gw}/alert-index",
     ]
     for topic in not_for_it + for_it:  # the cloud publishes everywhere
         cloud.publish(topic, b"x")
     assert [gateway.next_message() for _ in for_it] == [(t, b"x") for t in for_it]
     assert gateway.messages.empty()
     assert not cloud.disconnected.is_set()
+
+
+def test_every_gateway_in_the_password_file_has_an_acl_block_with_its_site() -> None:
+    # patterns cannot fix the site level: each gateway needs its own block, all under one
+    # site and its own id, and no pattern line may grant more
+    users = [
+        line.split(":", 1)[0]
+        for line in (DEPLOY / "mosquitto.passwd").read_text().splitlines()
+        if line and not line.startswith("#")
+    ]
+    blocks: dict[str, list[str]] = {}
+    current = None
+    for line in (DEPLOY / "mosquitto.acl").read_text().splitlines():
+        words = line.split()
+        if not words or words[0].startswith("#"):
+            continue
+        assert words[0] != "pattern", line
+        if words[0] == "user":
+            current = words[1]
+            blocks[current] = []
+        elif words[0] == "topic":
+            assert current is not None
+            blocks[current].append(words[-1])
+    for user in users:
+        if user == "cloud":
+            continue
+        topics = blocks[user]
+        sites = {t.split("/")[2] for t in topics}
+        assert len(sites) == 1, (user, sites)
+        assert all(t.split("/")[3] == user for t in topics), (user, topics)
