@@ -1,13 +1,23 @@
-"""Alerts at the plant: the active alerts the cloud sent, and operator acknowledgements.
+"""Alerts at the plant: the open alerts the cloud sent, and operator acknowledgements.
 
-Both live in the spool's SQLite file, so they survive a restart: ``alerts`` holds each
-active alert as the cloud last described it (a cleared alert is removed), ``alert_acks`` is
-the outbox of acknowledgements made here, kept until the broker PUBACKs them (published at
-QoS 1 on ``alert-acks``; the cloud's persistent session receives them even if it is down).
+Both live in the spool's SQLite file, so they survive a restart: ``alerts`` holds each open
+alert as the cloud last described it, ``alert_acks`` is the outbox of acknowledgements made
+here, kept until the broker PUBACKs them (published at QoS 1 on ``alert-acks``; the cloud's
+persistent session receives them even if it is down).
+
+Open means what ISA-18.2 calls the active set: active (acknowledged or not), and cleared but
+not yet acknowledged ("return to normal, unacknowledged": the operator can still acknowledge
+it here, and the cloud waits for that). An alert leaves the book when the cloud says it is
+gone: its final state (``closed``, or cleared and acknowledged), an empty retained payload on
+its topic, or its absence from the gateway's ``AlertIndex`` (:func:`gone_by_index`: how a
+gateway that was away when an alert closed learns of it). Shelved alerts stay in the book
+(``shelved_until``), out of the andon's sight (:func:`shelved`).
 
 Updates are idempotent and ordered by the alert's ``updated`` time: a replayed older version
 never overwrites a newer one, and an alert acknowledged here stays acknowledged here even if an
-older cloud copy without the ack arrives.
+older cloud copy without the ack arrives. An acknowledgement made here for an alert that the
+cloud then reports gone (it closed while the gateway was offline) is dropped, logged and
+counted (:attr:`AlertBook.acks_obsolete`): the cloud would refuse it anyway.
 
 The book keeps both in memory too, so a transaction the spool lost (disk full) or a spool file
 replaced after corruption is written again from here (:meth:`persist_all`, :meth:`moved_to`):
@@ -16,6 +26,8 @@ an operator's acknowledgement is never lost on the way to the cloud.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
@@ -23,7 +35,9 @@ import msgspec
 
 from edge_agent.spool.store import SpoolStore
 from shared.codec import encode
-from shared.messages import Alert, AlertAck, AlertState, Severity
+from shared.messages import Alert, AlertAck, AlertIndex, AlertState, Severity
+
+log = logging.getLogger(__name__)
 
 _alert_decoder: Final = msgspec.json.Decoder(Alert)
 _SEVERITY_ORDER: Final = {Severity.CRITICAL: 0, Severity.WARNING: 1, Severity.INFO: 2}
@@ -47,18 +61,48 @@ class PendingAck:
 
 
 def merge_alert(current: Alert | None, incoming: Alert) -> Alert | None:
-    """The alert to keep after ``incoming`` arrives (pure). None: not active (cleared).
+    """The alert to keep after ``incoming`` arrives (pure). None: gone (closed).
 
-    An older update than the one held is ignored; a local acknowledgement is never undone by
-    a cloud copy that does not know about it yet.
+    The final state (``closed``, or cleared and acknowledged) removes it; a cleared but
+    unacknowledged alert is kept (it still awaits an acknowledgement). An older update than
+    the one held is ignored; a local acknowledgement is never undone by a cloud copy that does
+    not know about it yet (so a cleared copy of an alert acknowledged here removes it: cleared
+    and acknowledged is closed, for the plant; the acknowledgement still goes to the cloud).
     """
+    if is_closed(incoming):
+        return None
     if current is not None and incoming.updated < current.updated:
         return current
-    if incoming.state is AlertState.CLEARED:
-        return None
     if current is not None and current.acked and not incoming.acked:
-        return msgspec.structs.replace(incoming, acked=True)
+        merged = msgspec.structs.replace(incoming, acked=True)
+        return None if is_closed(merged) else merged
     return incoming
+
+
+def is_closed(alert: Alert) -> bool:
+    """The cloud's final state of an alert: it is no longer in the active set."""
+    return alert.closed or (alert.state is AlertState.CLEARED and alert.acked)
+
+
+def shelved(alert: Alert, now_ms: int | None = None) -> bool:
+    """Shelved in the cloud (at ``now_ms``: until its ``shelved_until``; None: at all)."""
+    until = alert.shelved_until
+    return until is not None and (now_ms is None or now_ms < until)
+
+
+def gone_by_index(held: Iterable[Alert], index: AlertIndex) -> list[str]:
+    """The ids of ``held`` alerts that ``index`` says are no longer open (pure).
+
+    An alert the index does not list is gone when the index is at least as new as the state
+    held (its ``rev`` is at most the index's); a state newer than the index is kept, and the
+    index that follows it will settle it.
+    """
+    return [a.id for a in held if a.id not in index.alerts and a.rev <= index.rev]
+
+
+def closed_copy(alert: Alert) -> Alert:
+    """``alert`` as the cloud's final state (for a removal the cloud signalled otherwise)."""
+    return msgspec.structs.replace(alert, closed=True)
 
 
 class AlertBook:
@@ -69,6 +113,7 @@ class AlertBook:
         self._alerts: dict[str, Alert] = {}
         self._pending: dict[int, PendingAck] = {}  # key -> ack, oldest first
         self._next_key = 1
+        self.acks_obsolete = 0  # acks made here for alerts that closed before they arrived
         if not load:
             return
         for (payload,) in store.query("SELECT payload FROM alerts"):
@@ -88,6 +133,7 @@ class AlertBook:
         book._alerts = dict(self._alerts)
         book._pending = dict(self._pending)
         book._next_key = self._next_key
+        book.acks_obsolete = self.acks_obsolete
         book.persist_all()
         return book
 
@@ -104,16 +150,22 @@ class AlertBook:
         """The pending transaction was committed (nothing to do: the book is the truth)."""
 
     def active(self) -> list[Alert]:
-        """Critical first, then newest first."""
+        """The open alerts: active before cleared, shelved last; critical first, then newest."""
         return sorted(
-            self._alerts.values(), key=lambda a: (_SEVERITY_ORDER.get(a.severity, 9), -a.raised)
+            self._alerts.values(),
+            key=lambda a: (
+                shelved(a),
+                a.state is not AlertState.ACTIVE,
+                _SEVERITY_ORDER.get(a.severity, 9),
+                -a.raised,
+            ),
         )
 
     def get(self, alert_id: str) -> Alert | None:
         return self._alerts.get(alert_id)
 
     def apply(self, alert: Alert) -> bool:
-        """Take an alert from the cloud; returns whether the active set changed."""
+        """Take an alert state from the cloud; returns whether the book changed."""
         current = self._alerts.get(alert.id)
         kept = merge_alert(current, alert)
         if kept is current:
@@ -121,9 +173,27 @@ class AlertBook:
         if kept is None:
             del self._alerts[alert.id]
             self._store.write("DELETE FROM alerts WHERE id = ?", (alert.id,))
+            if is_closed(alert):  # the cloud says it is gone (not just acknowledged here)
+                self._drop_acks_of(alert.id)
         else:
             self._save(kept)
         return True
+
+    def _drop_acks_of(self, alert_id: str) -> None:
+        """The cloud says ``alert_id`` is gone: its acknowledgements not yet delivered are
+        moot (the cloud refuses acks of closed alerts); drop them, loudly."""
+        moot = [ack for ack in self._pending.values() if ack.alert == alert_id]
+        for ack in moot:
+            self.ack_delivered(ack.row)
+        if moot:
+            self.acks_obsolete += len(moot)
+            log.warning(
+                "alert %s closed in the cloud before %d acknowledgement(s) made here reached it"
+                " (it closed while the gateway was offline, or was acknowledged elsewhere);"
+                " dropped",
+                alert_id,
+                len(moot),
+            )
 
     def mark_acked(self, alert_id: str) -> bool:
         """The cloud says the alert was acknowledged elsewhere (a ``cmd`` mirror)."""

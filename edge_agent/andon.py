@@ -1,5 +1,8 @@
 """The andon light: a Modbus coil ON while a (critical) alert is active at the plant.
 
+Active means not cleared and not shelved: a cleared alert still awaiting its acknowledgement,
+or one an operator shelved in the cloud (until its ``shelved_until``), does not light it.
+
 A pure core decides (:func:`light_wanted`, :class:`CoilState`: what the coil should be, and
 whether it is time to write it); :class:`AndonDriver` is the thin pymodbus shell, one task on
 the agent's event loop. A write that fails (device down, exception response, timeout) is
@@ -19,6 +22,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
+from edge_agent.alerts import shelved
 from edge_agent.status import AndonStatus
 from shared.messages import Alert, AlertState, Severity
 
@@ -34,14 +38,21 @@ CHECK_INTERVAL_S: Final = 0.2
 
 
 def light_wanted(
-    alerts: Iterable[Alert], severities: Iterable[Severity], *, unacknowledged_only: bool
+    alerts: Iterable[Alert],
+    severities: Iterable[Severity],
+    *,
+    unacknowledged_only: bool,
+    now_ms: int | None = None,
 ) -> bool:
-    """Whether the andon should be lit for these alerts (pure)."""
+    """Whether the andon should be lit for these alerts (pure): an active (not cleared) alert
+    of one of ``severities``, not shelved (at ``now_ms``: a shelving that expired no longer
+    counts, even before the cloud's ``unshelved`` arrives; None: any shelving counts)."""
     wanted = frozenset(severities)
     return any(
         a.state is AlertState.ACTIVE
         and a.severity in wanted
         and not (unacknowledged_only and a.acked)
+        and not shelved(a, now_ms)
         for a in alerts
     )
 
@@ -119,11 +130,13 @@ class AndonDriver:
         alerts: Callable[[], Iterable[Alert]],
         *,
         monotonic: Callable[[], float] = time.monotonic,
+        wall_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
     ) -> None:
         self.config = config
         self.target = target
         self._alerts = alerts
         self._monotonic = monotonic
+        self._wall_ms = wall_ms
         self.state = CoilState(retry_s=config.retry_s, refresh_s=config.refresh_s)
         self._client: AsyncModbusTcpClient | None = None
         self._task: asyncio.Task[None] | None = None
@@ -158,7 +171,10 @@ class AndonDriver:
         cfg = self.config
         self.state.set_wanted(
             light_wanted(
-                self._alerts(), cfg.severities, unacknowledged_only=cfg.unacknowledged_only
+                self._alerts(),
+                cfg.severities,
+                unacknowledged_only=cfg.unacknowledged_only,
+                now_ms=self._wall_ms(),
             )
         )
         now = self._monotonic()

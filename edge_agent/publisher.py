@@ -7,8 +7,14 @@
   an exponential backoff. Its queue is memory only: the spool, not paho, is what survives.
 * The will is the retained ``State`` *offline* (its ``ts`` refreshed before every connect). On
   every connect the publisher queues the retained ``Birth`` and ``State`` *online* and
-  subscribes to its ``ack``, ``alerts`` and ``cmd`` topics. :meth:`stop` publishes *offline*
-  itself and disconnects cleanly (a normal disconnect discards the will).
+  subscribes to its ``ack``, ``alerts``, ``alert-index`` and ``cmd`` topics. :meth:`stop`
+  publishes *offline* itself and disconnects cleanly (a normal disconnect discards the will).
+* Alerts: each retained ``alerts/{id}`` state goes to the agent (``on_alert``); an empty
+  payload there means the alert closed, and the retained ``AlertIndex`` says which alerts are
+  still open: what the agent holds and the cloud says is gone (an alert that closed while the
+  gateway was away) is handed to the agent as its closed state
+  (:func:`edge_agent.alerts.gone_by_index`), so the plant converges on the cloud's open set on
+  every (re)connect, whatever order the broker replays the retained messages in.
 * Every ``publish()`` return code is checked: ``MQTT_ERR_QUEUE_SIZE`` (queue full, or the
   16-bit message-id space of unacked messages used up) becomes :class:`QueueFullError`, any
   other refusal :class:`PublishError`; ``MQTT_ERR_NO_CONN`` at QoS 1 means *queued*. paho's
@@ -36,13 +42,14 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from edge_agent.alerts import closed_copy, gone_by_index
 from edge_agent.config import BrokerConfig, TlsConfig
 from edge_agent.errors import ConfigError, ConfigIssue, PublishError, QueueFullError
 from edge_agent.mqtt_version import V5, VersionChoice
 from shared.codec import MessageDecoder, encode
 from shared.errors import ContractError
 from shared.ids import Id
-from shared.messages import Ack, Alert, Birth, Command, GatewayState, Seq, State
+from shared.messages import Ack, Alert, AlertIndex, Birth, Command, GatewayState, Seq, State
 from shared.topics import Channel, TopicScheme
 
 log = logging.getLogger(__name__)
@@ -82,6 +89,8 @@ class PublisherEvents(Protocol):
     def on_ack(self, ack: Ack, retained: bool) -> None: ...
 
     def on_alert(self, alert: Alert) -> None: ...
+
+    def active_alerts(self) -> list[Alert]: ...
 
     def on_command(self, command: Command) -> None: ...
 
@@ -153,11 +162,13 @@ class MqttPublisher:
         self._inbound = {
             self.topic[Channel.ACK]: Channel.ACK,
             topics.alerts_subscription(site, gateway): Channel.ALERTS,
+            self.topic[Channel.ALERT_INDEX]: Channel.ALERT_INDEX,
             self.topic[Channel.CMD]: Channel.CMD,
         }
         self._alerts_prefix = self.topic[Channel.ALERTS] + "/"
         self._ack_decoder = MessageDecoder(Ack)
         self._alert_decoder = MessageDecoder(Alert)
+        self._index_decoder = MessageDecoder(AlertIndex)
         self._command_decoder = MessageDecoder(Command)
         self._lock = threading.Lock()
         self._connected = threading.Event()
@@ -396,11 +407,33 @@ class MqttPublisher:
                 if ack.gateway == self.gateway:
                     self._emit(self._events.on_ack, ack, bool(message.retain))
             elif channel is Channel.ALERTS:
-                if not payload:
-                    return  # a closed alert's retained copy removed (its cleared state came first)
+                if not payload:  # a closed alert's retained copy removed
+                    self._emit(self._alert_gone, message.topic[len(self._alerts_prefix) :])
+                    return
                 alert = self._alert_decoder.decode(payload)
                 self._emit(self._events.on_alert, alert)
+            elif channel is Channel.ALERT_INDEX:
+                if payload:
+                    index = self._index_decoder.decode(payload)
+                    if index.gateway == self.gateway:
+                        self._emit(self._reconcile, index)
             elif channel is Channel.CMD:
                 self._emit(self._events.on_command, self._command_decoder.decode(payload))
         except ContractError as exc:
             log.warning("mqtt: ignoring a malformed message on %s: %s", message.topic, exc)
+
+    # -- alert removals, on the event loop (in order with on_alert) -------------------------
+
+    def _alert_gone(self, alert_id: str) -> None:
+        held = next((a for a in self._events.active_alerts() if a.id == alert_id), None)
+        if held is not None:
+            self._events.on_alert(closed_copy(held))
+
+    def _reconcile(self, index: AlertIndex) -> None:
+        held = self._events.active_alerts()
+        gone = set(gone_by_index(held, index))
+        if gone:
+            log.info("alert index: %d alert(s) closed in the cloud meanwhile", len(gone))
+        for alert in held:
+            if alert.id in gone:
+                self._events.on_alert(closed_copy(alert))

@@ -14,7 +14,7 @@ from typing import Final
 
 import msgspec
 
-from shared.messages import Alert
+from shared.messages import Alert, AlertState
 
 RATE_WINDOW_MS: Final = 10_000
 
@@ -193,7 +193,7 @@ def render_text(s: AgentStatus) -> list[str]:
         lines.append(f"andon {s.andon.device}: {_andon_text(s.andon)}")
     for a in s.alerts:
         state = "acknowledged" if a.acked else "UNACKNOWLEDGED"
-        lines.append(f"  [{a.severity}] {a.id} {a.title} ({a.subject}), {state}")
+        lines.append(f"  [{a.severity}] {a.id} {a.title} ({a.subject}), {state}{_condition(a)}")
         if a.action:
             lines.append(f"      action: {a.action}")
     return lines
@@ -280,6 +280,15 @@ def render_html(s: AgentStatus, *, token_required: bool) -> str:
     )
 
 
+def _condition(a: Alert) -> str:
+    """What besides its acknowledgement the plant should know of an alert: cleared (awaiting
+    acknowledgement only), shelved in the cloud (no andon)."""
+    text = ", cleared" if a.state is AlertState.CLEARED else ""
+    if a.shelved_until is not None:
+        text += f", shelved until {_when(a.shelved_until)}"
+    return text
+
+
 def _alert_row(a: Alert, token_field: str) -> str:
     e = html.escape
     if a.acked:
@@ -294,5 +303,6 @@ def _alert_row(a: Alert, token_field: str) -> str:
     return (
         f'<tr class="{e(a.severity)}"><td>{e(a.severity)}</td>'
         f"<td><b>{e(a.title)}</b><br>{e(a.subject)}: {e(a.message)}</td>"
-        f"<td>{e(a.action)}</td><td>{e(_when(a.raised))}</td><td>{ack}</td></tr>"
+        f"<td>{e(a.action)}</td><td>{e(_when(a.raised))}</td>"
+        f"<td>{ack}{e(_condition(a))}</td></tr>"
     )

@@ -146,7 +146,19 @@ class AlertState(StrEnum):
 
 
 class Alert(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """Cloud to edge: an adjustment alert as the plant should show it."""
+    """Cloud to edge: an adjustment alert as the plant should show it.
+
+    ISA-18.2 states: ``active`` (acknowledged or not), ``cleared`` and unacknowledged (the
+    plant keeps showing it until someone acknowledges it), and closed (cleared and
+    acknowledged, or cleared when it needed no acknowledgement): ``closed`` is true on the
+    one final state the cloud sends, after which the alert is gone.
+
+    Optional fields added in contract v1 (older receivers ignore them, older senders omit
+    them): ``shelved_until`` (an operator shelved it in the cloud until then: nobody's
+    attention, no andon), ``closed``, and ``rev``, the cloud's publication revision of this
+    alert's state on its gateway's ``alerts`` topics, compared with ``AlertIndex.rev``
+    (0: sent by a cloud that does not number them).
+    """
 
     id: Id
     rule: Id
@@ -160,6 +172,26 @@ class Alert(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     figures: dict[Id, Finite] = {}  # the numbers behind the alert
     raised: EpochMs
     updated: EpochMs
+    shelved_until: EpochMs | None = None
+    closed: bool = False
+    rev: Seq = 0
+
+
+class AlertIndex(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """Cloud to edge, retained on ``alert-index``: the gateway's open alerts right now.
+
+    ``alerts`` maps each open alert's id to the ``rev`` of its state retained on its
+    ``alerts/{id}`` topic. ``rev`` is the highest revision the cloud had published for this
+    gateway when it built the index (revisions only grow). A gateway holding an alert that
+    is not listed and whose ``rev`` is at most the index's knows the alert is gone (it closed
+    while the gateway was away); one with a higher ``rev`` is newer than the index, and a
+    newer index follows.
+    """
+
+    gateway: Id
+    rev: Seq
+    ts: EpochMs
+    alerts: dict[Id, Seq] = {}
 
 
 class AlertAck(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -189,4 +221,4 @@ class Command(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
 
 
 #: Every message type of the contract, for generic tooling and tests.
-MESSAGE_TYPES: Final = (TelemetryBatch, Birth, State, Ack, Alert, AlertAck, Command)
+MESSAGE_TYPES: Final = (TelemetryBatch, Birth, State, Ack, Alert, AlertIndex, AlertAck, Command)

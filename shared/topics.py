@@ -1,6 +1,8 @@
 """MQTT topic tree: ``{prefix}/{site}/{gateway}/{channel}``, plus one retained sub-topic per
 alert, ``{prefix}/{site}/{gateway}/alerts/{alert_id}``: a broker keeps one retained message per
 topic, so a topic per alert is what lets a reconnecting gateway receive the whole active set.
+``alert-index`` (retained) lists the open alerts' ids, so a gateway also learns which alerts
+closed while it was away (a deleted retained message is simply not delivered).
 
 Building and parsing live in one place so ACL patterns, the edge and the cloud cannot drift
 apart. Ids are checked on both paths: a topic built here can never contain a wildcard, and a
@@ -25,6 +27,7 @@ class Channel(StrEnum):
     STATE = "state"  # edge -> cloud, retained; offline is the will
     ACK = "ack"  # cloud -> edge: highest contiguous seq durably stored
     ALERTS = "alerts"  # cloud -> edge
+    ALERT_INDEX = "alert-index"  # cloud -> edge, retained: the open alerts' ids
     ALERT_ACKS = "alert-acks"  # edge -> cloud
     CMD = "cmd"  # cloud -> edge
 
@@ -33,7 +36,7 @@ class Channel(StrEnum):
 EDGE_TO_CLOUD: Final = frozenset(
     {Channel.TELEMETRY, Channel.BIRTH, Channel.STATE, Channel.ALERT_ACKS}
 )
-CLOUD_TO_EDGE: Final = frozenset({Channel.ACK, Channel.ALERTS, Channel.CMD})
+CLOUD_TO_EDGE: Final = frozenset({Channel.ACK, Channel.ALERTS, Channel.ALERT_INDEX, Channel.CMD})
 RETAINED: Final = frozenset({Channel.BIRTH, Channel.STATE})
 
 

@@ -1,7 +1,8 @@
 """Which lifecycle events become which notifications, for whom, in which payload.
 
 * MQTT (recipient ``site/gateway``, payload a contract ``Alert``): every change of what the
-  plant shows (raised, reactivated, cleared, acked, closed, unshelved). Only the newest state
+  plant shows (raised, reactivated, cleared, acked, closed, shelved, unshelved), with
+  ``shelved_until`` while shelved and ``closed`` on the final state. Only the newest state
   of an alert matters there, so each supersedes the older pending one.
 * Webhooks (recipient: the endpoint name, payload the event JSON): every event the endpoint
   is scoped to (severity, sites).
@@ -21,11 +22,13 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Final
 
+import msgspec
+
 from cloud_service.alerts.outbox import SUMMARY_KIND, Notification, OutboxPolicy, new_id
 from cloud_service.alerts.records import SEVERITY_RANK, AlertEvent, AlertRecord, EventKind, iso
 from cloud_service.alerts.settings import AlertSettings, RecipientScope
 from shared.codec import encode
-from shared.messages import AlertState
+from shared.messages import Alert, AlertState
 
 MQTT: Final = "mqtt"
 WEBHOOK: Final = "webhook"
@@ -33,7 +36,7 @@ EMAIL: Final = "email"
 
 _WIRE_KINDS: Final = frozenset(
     {EventKind.RAISED, EventKind.REACTIVATED, EventKind.CLEARED, EventKind.ACKED,
-     EventKind.CLOSED, EventKind.UNSHELVED}
+     EventKind.CLOSED, EventKind.SHELVED, EventKind.UNSHELVED}
 )  # fmt: skip
 _ATTENTION: Final = frozenset(
     {EventKind.RAISED, EventKind.REACTIVATED, EventKind.RENOTIFIED, EventKind.ESCALATED,
@@ -47,6 +50,15 @@ def needs_attention(e: AlertEvent) -> bool:
     if e.kind not in _ATTENTION or a.shelved_until_ms is not None or a.suppressed_by:
         return False
     return a.state == AlertState.ACTIVE and not a.acked
+
+
+def wire_alert(e: AlertEvent) -> Alert:
+    """What the plant is told after ``e``: the record's contract ``Alert``, with its shelving
+    and, on the final state, ``closed``."""
+    a = e.alert
+    return msgspec.structs.replace(
+        a.to_wire(), shelved_until=a.shelved_until_ms, closed=e.kind == EventKind.CLOSED
+    )
 
 
 def _in_scope(scope: RecipientScope, a: AlertRecord) -> bool:
@@ -84,7 +96,7 @@ class Router:
             return []
         if e.kind in (EventKind.RAISED, EventKind.REACTIVATED) and a.shelved_until_ms:
             return []  # the plant learns of it when unshelved
-        n = self._new(MQTT, f"{a.key.site}/{a.gateway}", e, encode(a.to_wire()), now_ms)
+        n = self._new(MQTT, f"{a.key.site}/{a.gateway}", e, encode(wire_alert(e)), now_ms)
         return [n]
 
     def _new(

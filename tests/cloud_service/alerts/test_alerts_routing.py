@@ -78,7 +78,8 @@ def test_shelved_alerts_call_for_no_attention_until_unshelved() -> None:
     lc = Lifecycle(LifecyclePolicy(renotify_every_ms=MIN, escalate_after_ms=()))
     (raised,) = lc.observe([condition()], NOW)
     shelved = lc.shelve(raised.alert.id, until_ms=NOW + 10 * MIN, actor="ana", now_ms=NOW)
-    assert [c for c, _, _ in routed(shelved)] == ["webhook"]
+    # the plant learns it is shelved (its andon goes dark); no one is called for it
+    assert [c for c, _, _ in routed(shelved)] == ["mqtt", "webhook"]
     assert lc.tick(NOW + 5 * MIN) == []
     lc.observe([condition(raise_met=False)], NOW + 6 * MIN)  # cleared while shelved
     again = lc.observe([condition()], NOW + 7 * MIN)  # reactivated while shelved
