@@ -5,9 +5,14 @@
         [--service-level P] [--review-period HOURS] [--horizon HOURS] [--format json|csv]
         [--production COUNTS.csv [--counter-bits 16|32]]
 
-A file we cannot use gets one line on stderr saying what and where, and exit code 2; what we
-assumed about a usable file (time zone, gaps, missing values) is stated on stderr as ``note:``
-lines. numba is imported only when a command runs, so ``register`` costs the parser nothing.
+A file we cannot use gets one line on stderr saying which file, what and where, and exit
+code 2; what we assumed about a usable file (time zone, separator, gaps, missing values, the
+detector's warm-up, negative stock) is stated on stderr as ``note:`` lines. numba is imported
+only when a command runs, so ``register`` costs the parser nothing.
+
+The anomaly output is the kernel's, reasons included: ``flatline`` and ``no_data`` rows are
+flagged here although the live service never alerts on those reasons (it watches stuck
+sensors with its own flat-run tracking and silence with ingest health, see docs/analytics.md).
 """
 
 from __future__ import annotations
@@ -19,7 +24,10 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from cloud_service.analytics.csvio import Series
 
 EXIT_USAGE = 2
 
@@ -34,7 +42,15 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     )
     sub = analyze.add_subparsers(dest="analysis", required=True)
 
-    an = sub.add_parser("anomalies", help="score each row of a timestamp,value file")
+    an = sub.add_parser(
+        "anomalies",
+        help="score each row of a timestamp,value file",
+        description="Score each row with the live anomaly detector. Reasons flatline and "
+        "no_data (a row after a gap of more than 5 sampling periods) are the kernel's: the live "
+        "service does not alert on them (stuck sensors and silence have their own rules there, "
+        "fed by flat-run tracking and ingest health), so such rows here need not match a live "
+        "alert.",
+    )
     an.add_argument("file", type=Path, help="CSV with columns timestamp,value")
     an.add_argument("-o", "--output", type=Path, help="write here instead of stdout")
     an.add_argument(
@@ -88,24 +104,66 @@ def _notes(notes: list[str], err: TextIO) -> None:
 
 
 MAX_HOURS = 87_600  # ten years: beyond that a lead time or horizon is a typo
+MAX_GAP_MS = 366 * 86_400_000  # rows further apart: a wrong timestamp, or two files in one
+
+
+def _load(path: Path, column: str) -> Series:
+    """``path`` read as a ``timestamp,<column>`` series; errors name the file."""
+    from cloud_service.analytics.csvio import CsvError, read_series  # noqa: PLC0415
+
+    try:
+        return read_series(_read(path), column, max_gap_ms=MAX_GAP_MS)
+    except CsvError as exc:
+        raise CsvError(f"{path}: {exc}") from None
+
+
+def _anomaly_notes(series: Series, warmup: float) -> list[str]:
+    """What the scores of this file rest on: gaps (flagged ``no_data``) and the warm-up."""
+    import numpy as np  # noqa: PLC0415
+
+    from cloud_service.analytics.anomaly import NO_DATA_FACTOR  # noqa: PLC0415
+    from cloud_service.analytics.csvio import gaps, plural  # noqa: PLC0415
+
+    notes: list[str] = []
+    period, after = gaps(series.ts_ms, NO_DATA_FACTOR)
+    if after.size:
+        first = series.lines[int(after[0])] if series.lines else int(after[0]) + 2
+        notes.append(
+            f"{plural(int(after.size), 'gap')} of more than {NO_DATA_FACTOR:g} sampling periods "
+            f"(median period {period / 1000:g} s; the first ends on line {first}): the row "
+            "after each is flagged no_data, a reason the live service leaves to its silence "
+            "rule"
+        )
+    valued = int(np.count_nonzero(np.isfinite(series.values)))
+    if valued <= warmup:
+        notes.append(
+            f"only {plural(valued, 'row')} with a value, and the detector's first {warmup:g} "
+            "are its warm-up: no spike, level, shift, burst or flatline can be flagged in this "
+            "file (gaps still are)"
+        )
+    return notes
 
 
 def _anomalies(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from cloud_service.analytics.anomaly import detect  # noqa: PLC0415
     from cloud_service.analytics.codes import reason_name  # noqa: PLC0415
-    from cloud_service.analytics.csvio import read_series  # noqa: PLC0415
+    from cloud_service.analytics.kernels.anomaly import DEFAULT_WARMUP  # noqa: PLC0415
 
     if not (math.isfinite(args.sensitivity) and args.sensitivity > 0):
         raise _Usage("--sensitivity must be a positive number")
-    series = read_series(_read(args.file), "value")
+    series = _load(args.file, "value")
     det = detect(series.ts_ms, series.values, sensitivity=args.sensitivity, kind=args.kind)
-    _notes(series.notes, err)
+    _notes([*series.notes, *_anomaly_notes(series, DEFAULT_WARMUP)], err)
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow([*series.header, "score", "flag", "reason"])
-    for row, sc, fl, rc in zip(series.rows, det.score, det.flag, det.reason, strict=True):
+    for row, x, sc, fl, rc in zip(
+        series.rows, series.values, det.score, det.flag, det.reason, strict=True
+    ):
         why = reason_name(int(rc)) if sc >= 0.5 or fl else ""
-        writer.writerow([*row, f"{sc:.4f}", int(fl), why])
+        # a row without a value was not scored (unless it ends a gap: flagged no_data)
+        score = f"{sc:.4f}" if math.isfinite(x) or fl else ""
+        writer.writerow([*row, score, int(fl), why])
     if args.output is not None:
         try:
             args.output.write_text(buf.getvalue(), encoding="utf-8")
@@ -117,10 +175,9 @@ def _anomalies(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def _depletion(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from cloud_service.analytics.csvio import read_series  # noqa: PLC0415
     from cloud_service.analytics.depletion import Production, analyze  # noqa: PLC0415
 
-    series = read_series(_read(args.file), "stock")
+    series = _load(args.file, "stock")
     keep = series.values == series.values  # drop rows without a stock value
     production = None
     notes = list(series.notes)
@@ -136,7 +193,7 @@ def _depletion(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if not 1 <= args.horizon <= MAX_HOURS:
         raise _Usage(f"--horizon must be from 1 to {MAX_HOURS} hours")
     if args.production is not None:
-        counts = read_series(_read(args.production), "count")
+        counts = _load(args.production, "count")
         notes += [f"{args.production.name}: {n}" for n in counts.notes]
         ok = counts.values == counts.values
         production = Production(

@@ -26,6 +26,7 @@ DEFAULT_REVIEW_H = 24.0
 DEFAULT_BUCKET_H = 24.0  # demand is modelled on daily sums
 DEFAULT_SERVICE = 0.95
 MIN_PERIODS = 3
+MAX_PERIODS = 87_600  # ten years of hours: a longer grid is a wrong timestamp, not a history
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,16 +157,34 @@ def iso(ms: int | None) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat().replace("+00:00", "Z")
 
 
+def _when(ms: int) -> str:
+    """:func:`iso`, or the epoch milliseconds when the date is beyond what datetime holds."""
+    try:
+        return iso(ms)
+    except (ValueError, OverflowError, OSError):
+        return f"epoch ms {ms}"
+
+
 def to_grid(
     ts_ms: npt.NDArray[np.int64], values: npt.NDArray[np.float64], period_ms: int
 ) -> tuple[npt.NDArray[np.float64], int, list[str]]:
     """Last value per period from the first reading's period on; gaps carried forward.
 
     Returns ``(levels, end_ms, notes)`` where ``end_ms`` is the end of the last period.
-    ``ts_ms`` must be sorted (callers check and say so).
+    ``ts_ms`` must be sorted (callers check and say so). Raises :class:`ValueError` when the
+    readings span more than ``MAX_PERIODS`` periods (one wild timestamp would otherwise ask
+    for terabytes).
     """
     notes: list[str] = []
     start = ts_ms[0] // period_ms
+    span = int(ts_ms[-1]) // period_ms - int(start) + 1
+    if span > MAX_PERIODS:
+        raise ValueError(
+            f"the readings span {span:,} periods of {period_ms / 60_000:g} min "
+            f"({_when(int(ts_ms[0]))} to {_when(int(ts_ms[-1]))}), more than the "
+            f"{MAX_PERIODS:,} that can be analysed: check for a wrong timestamp, or analyse a "
+            "shorter stretch"
+        )
     idx = ts_ms // period_ms - start
     n = int(idx[-1]) + 1
     levels = np.full(n, np.nan)
@@ -215,6 +234,12 @@ def analyze(
     if ts_ms.size == 0:
         raise ValueError("no readings")
     levels, end_ms, notes = to_grid(ts_ms, stock, period_ms)
+    negative = int(np.count_nonzero(stock < 0))
+    if negative:
+        notes.append(
+            f"{negative} of {ts_ms.size} readings show a negative stock (lowest "
+            f"{float(np.min(stock)):g}): read as units owed (backorders), not refused"
+        )
     if levels.size < MIN_PERIODS:
         raise ValueError(
             f"need readings in at least {MIN_PERIODS} periods of {period_ms // 60000} min"

@@ -17,9 +17,10 @@
   over buckets of ``b`` periods), normal.
 * Time to a threshold ``L`` at quantile ``q``: the first ``h`` at which demand at its
   ``1-q`` quantile reaches ``stock + receipts by h - L`` (P10 is the early, pessimistic date).
-* Reorder: the latest order time is the P(service) time to safety stock minus the lead time;
-  the quantity tops the inventory position up to demand over lead time + review period at the
-  service level, plus safety stock.
+* Reorder: the latest order time is the P(service) time to safety stock minus the lead time
+  (``nan``, quantity 0, when safety stock is not reached within the horizon; a stock already
+  under it is ordered now, demand or not); the quantity tops the inventory position up to
+  demand over lead time + review period at the service level, plus safety stock.
 """
 
 from __future__ import annotations
@@ -383,16 +384,15 @@ def depletion_into(  # noqa: PLR0917
     out[F_SAFE_P10] = safe[0]
     out[F_SAFE_P50] = safe[1]
     out[F_SAFE_P90] = safe[2]
-    if rate <= 0.0 and trend <= 0.0:
-        out[F_REORDER_QTY] = 0.0
-        return
-    order_at = 0.0
+    # no demand is no reason to skip: a stock already under safety stock still needs topping
+    # up. Safety stock not reached within the horizon: no order is due, no date is invented.
     if not math.isnan(safe[3]):
         order_at = safe[3] - lead
     elif not math.isnan(safe[1]):
         order_at = safe[1] - lead
     else:
-        order_at = horizon - lead
+        out[F_REORDER_QTY] = 0.0
+        return
     out[F_REORDER_AT] = order_at
     t_o = max(order_at, 0.0)
     used = demand_quantile(rate, trend, mse, var_rate, t_o, 0.0)
@@ -402,7 +402,10 @@ def depletion_into(  # noqa: PLR0917
         if sched_t[j] <= covered:
             position += sched_q[j]
     target = demand_quantile(rate, trend, mse, var_rate, lead + review, z_service) + safety
-    out[F_REORDER_QTY] = max(math.ceil(target - position), 0.0)
+    qty = max(math.ceil(target - position), 0.0)
+    out[F_REORDER_QTY] = qty
+    if qty == 0.0 and rate <= 0.0 and trend <= 0.0:
+        out[F_REORDER_AT] = np.nan  # no demand, nothing to top up (at safety stock): no order
 
 
 @nb.njit(cache=True)

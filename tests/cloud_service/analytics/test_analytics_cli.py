@@ -176,3 +176,129 @@ def test_depletion_nets_a_production_counter(tmp_path: Path) -> None:
     code, _, err = run([*base, "--production", str(counts)])
     assert code == 2
     assert "count" in err
+
+
+# --- review fixes ----------------------------------------------------------------------------
+
+
+def _write(tmp_path: Path, name: str, header: str, rows: list[str]) -> Path:
+    path = tmp_path / name
+    path.write_text(header + "\n" + "\n".join(rows) + "\n")
+    return path
+
+
+def _hourly(n: int, value: object, start: int = 1_767_225_600) -> list[str]:
+    return [f"{start + h * 3600},{value}" for h in range(n)]
+
+
+def test_no_demand_under_safety_stock_orders_now(tmp_path: Path) -> None:
+    path = _write(tmp_path, "s.csv", "timestamp,stock", _hourly(200, 5))
+    code, out, err = run(
+        ["analyze", "depletion", str(path), "--lead-time", "72", "--safety-stock", "100",
+         "--format", "csv"]
+    )  # fmt: skip
+    assert code == 0
+    row = next(csv.DictReader(io.StringIO(out)))
+    assert row["reorder_qty"] == "95.0"
+    assert row["reorder_by"] != ""
+    assert row["reorder_by"] < row["as_of"]
+    assert "order now" in err
+
+
+def test_reorder_by_is_empty_when_nothing_is_due_within_the_horizon(tmp_path: Path) -> None:
+    rows = [f"{1_767_225_600 + h * 3600},{1000 - h // 24}" for h in range(24 * 30)]  # 1 a day
+    path = _write(tmp_path, "slow.csv", "timestamp,stock", rows)
+    dates = set()
+    for horizon in ("2160", "500", "200"):
+        code, out, _ = run(
+            ["analyze", "depletion", str(path), "--lead-time", "72", "--safety-stock", "100",
+             "--horizon", horizon]
+        )  # fmt: skip
+        assert code == 0
+        rec = json.loads(out)
+        assert rec["safety_stock_p10"] == ""
+        dates.add(rec["reorder_by"])
+        assert rec["reorder_qty"] == 0
+    assert dates == {""}
+
+
+@pytest.mark.parametrize(
+    ("last_row", "message"),
+    [
+        (
+            "1e18,1",
+            "line 202: timestamp 1e18 is outside 1970-01-01..2262-04-11; it looks like epoch",
+        ),
+        ("2053-12-06T21:13:20Z,1", "line 202: timestamp 2053-12-06T21:13:20Z is 10,"),
+        ("1767945600,1e300", "line 202: stock '1e300' is too large"),
+    ],
+)
+def test_wild_rows_are_one_clear_error(tmp_path: Path, last_row: str, message: str) -> None:
+    path = _write(tmp_path, "st.csv", "timestamp,stock", [*_hourly(200, 500), last_row])
+    code, out, err = run(["analyze", "depletion", str(path), "--lead-time", "1"])
+    assert code == 2
+    assert out == ""
+    assert err == f"error: {path}: {message}" + err.split(message, 1)[1]
+    assert err.count("\n") == 1
+    assert "Traceback" not in err
+
+
+def test_errors_name_the_file_they_come_from(tmp_path: Path) -> None:
+    stock = _write(tmp_path, "stock.csv", "timestamp,stock", _hourly(100, 500))
+    counts = _write(tmp_path, "line.csv", "timestamp,count", ["", "1767225600,abc"])
+    code, _, err = run(
+        ["analyze", "depletion", str(stock), "--lead-time", "5", "--production", str(counts)]
+    )
+    assert code == 2
+    assert err.startswith(f"error: {counts}: line 3: count 'abc' is not a number")
+    assert err.count("\n") == 1
+    bad = _write(tmp_path, "bad.csv", "timestamp,stock", ["1767225600,x"])
+    code, _, err = run(["analyze", "depletion", str(bad), "--lead-time", "5"])
+    assert err.startswith(f"error: {bad}: line 2:")
+
+
+def test_semicolons_and_repeated_columns(tmp_path: Path) -> None:
+    semi = tmp_path / "semi.csv"
+    semi.write_text("timestamp;value\n" + "\n".join(r.replace(",", ";") for r in _hourly(5, 1)))
+    code, out, err = run(["analyze", "anomalies", str(semi)])
+    assert code == 0
+    assert "note: fields are separated by ';'" in err
+    assert len(out.splitlines()) == 6
+    dup = _write(tmp_path, "dup.csv", "timestamp,value,value", ["1767225600,1,x"])
+    code, _, err = run(["analyze", "anomalies", str(dup)])
+    assert code == 2
+    assert "the header has 2 'value' columns" in err
+
+
+def test_anomaly_notes_and_unscored_rows(tmp_path: Path) -> None:
+    rows = _hourly(60, 10)
+    rows[20] = rows[20].split(",")[0] + ","  # no value
+    del rows[40:50]  # a 10-hour gap
+    path = _write(tmp_path, "short.csv", "timestamp,value", rows)
+    code, out, err = run(["analyze", "anomalies", str(path)])
+    assert code == 0
+    notes = [ln for ln in err.splitlines() if ln.startswith("note: ")]
+    assert "note: 1 row has no value: passed over" in notes
+    assert any(n.startswith("note: 1 gap of more than 5 sampling periods") for n in notes)
+    assert any("ends on line 42" in n and "no_data" in n for n in notes)
+    assert any("only 49 rows with a value" in n and "warm-up" in n for n in notes)
+    table = list(csv.DictReader(io.StringIO(out)))
+    assert table[20]["score"] == ""
+    assert table[20]["flag"] == "0"
+    assert table[20]["reason"] == ""
+    assert table[19]["score"] == "0.0000"
+    assert table[40]["reason"] == "no_data"
+    code, _, err = run(["analyze", "anomalies", str(_write(tmp_path, "ok.csv", "timestamp,value",
+                                                            _hourly(200, 1)))])  # fmt: skip
+    assert code == 0
+    assert "note:" not in err
+
+
+def test_help_says_which_reasons_the_live_service_does_not_alert_on(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        main(["analyze", "anomalies", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "flatline and no_data" in text
+    assert "the live service does not alert on them" in text

@@ -98,7 +98,8 @@ def test_input_checks() -> None:
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.lists(st.integers(0, 5000), min_size=1, max_size=60), st.integers(1, 7200_000))
+# periods from 100 ms: 5,000 s of 1 ms periods would exceed to_grid's MAX_PERIODS (tested below)
+@given(st.lists(st.integers(0, 5000), min_size=1, max_size=60), st.integers(100, 7200_000))
 def test_to_grid_keeps_the_last_reading_of_each_period(offsets: list[int], period: int) -> None:
     ts = np.array(sorted(T0 + o * 1000 for o in offsets), dtype=np.int64)
     vals = np.arange(ts.size, dtype=np.float64)
@@ -245,3 +246,67 @@ def test_batch_kernel_with_inflow_equals_one_series_at_a_time() -> None:
         )
         np.testing.assert_array_equal(many[i], one)
     assert many[:, kd.F_RATE] == pytest.approx(use[:, 1:].mean(axis=1), rel=0.1)
+
+
+# --- review fixes: reorder advice at the edges, grid size, stated assumptions -----------------
+
+
+def test_no_demand_under_safety_stock_orders_now_up_to_safety_stock() -> None:
+    # 5 in stock, safety stock 100, nothing used: no demand over lead time, but the stock
+    # is 95 short of its buffer now (the kernel used to return early on a zero rate)
+    res = analyze(_hours(200), np.full(200, 5.0), lead_time_h=72, safety_stock=100)
+    assert res.rate_per_hour == 0
+    assert res.safety_ms == (res.as_of_ms,) * 3
+    assert res.reorder_by_ms is not None
+    assert res.reorder_by_ms <= res.as_of_ms  # order now
+    assert res.reorder_qty == 95
+    assert any("order now" in n for n in res.notes)
+    assert res.hours_from(res.as_of_ms)["reorder_in_h"] == -72.0
+    out = kd.depletion_one(
+        np.full(50, 5.0), np.empty(0), np.empty(0), 72.0, 24.0, 100.0, 1.64, 500, 24
+    )
+    assert out[kd.F_REORDER_QTY] == 95
+    assert out[kd.F_REORDER_AT] == -72.0
+
+
+def test_no_demand_at_safety_stock_needs_no_order() -> None:
+    res = analyze(_hours(200), np.full(200, 100.0), lead_time_h=72, safety_stock=100)
+    assert res.reorder_by_ms is None
+    assert res.reorder_qty == 0
+
+
+@pytest.mark.parametrize("horizon_h", [2160, 500, 200])
+def test_no_order_date_is_invented_beyond_the_horizon(horizon_h: int) -> None:
+    # a slow mover (about 1 a day from 1000): safety stock is months away, beyond every
+    # horizon here; the latest order date was "as of + horizon - lead time" and moved with it
+    rng = np.random.default_rng(2)
+    use = (rng.random(24 * 30) < 0.04).astype(np.float64)
+    level = 1000.0 - np.cumsum(use)
+    res = analyze(_hours(level.size), level, lead_time_h=72, safety_stock=100, horizon_h=horizon_h)
+    assert res.rate_per_hour > 0
+    assert res.safety_ms == (None, None, None)
+    assert res.reorder_by_ms is None
+    assert res.reorder_qty == 0
+    assert res.as_record()["reorder_by"] == ""
+    assert res.hours_from(res.as_of_ms)["reorder_in_h"] is None  # what the live rules see
+    assert not any("order now" in n for n in res.notes)
+
+
+def test_a_wild_timestamp_is_a_clear_error_not_a_huge_grid() -> None:
+    ts = np.concatenate([_hours(100), [T0 + 11 * 8760 * HOUR_MS]]).astype(np.int64)
+    with pytest.raises(ValueError, match="span 96,361 periods of 60 min"):
+        to_grid(ts, np.ones(ts.size), HOUR_MS)
+    ts[-1] = 10**18  # would have asked numpy for 2 TiB
+    with pytest.raises(ValueError, match="more than the 87,600 that can be analysed"):
+        analyze(ts, np.ones(ts.size), lead_time_h=1)
+    levels, _, _ = to_grid(_hours(87_600), np.ones(87_600), HOUR_MS)  # the limit itself is fine
+    assert levels.size == 87_600
+
+
+def test_negative_stock_is_stated() -> None:
+    level = 50.0 - 2.0 * np.arange(101)
+    res = analyze(_hours(101), level, lead_time_h=10, safety_stock=20)
+    assert any("75 of 101 readings show a negative stock (lowest -150)" in n for n in res.notes)
+    assert res.reorder_qty > 150 + 20  # the shortfall is made up too
+    clean = analyze(_hours(101), level + 1000, lead_time_h=10)
+    assert not any("negative" in n for n in clean.notes)
