@@ -65,15 +65,22 @@ def merge_alert(current: Alert | None, incoming: Alert) -> Alert | None:
 
     The final state (``closed``, or cleared and acknowledged) removes it; a cleared but
     unacknowledged alert is kept (it still awaits an acknowledgement). An older update than
-    the one held is ignored; a local acknowledgement is never undone by a cloud copy that does
-    not know about it yet (so a cleared copy of an alert acknowledged here removes it: cleared
-    and acknowledged is closed, for the plant; the acknowledgement still goes to the cloud).
+    the one held is ignored; a local acknowledgement is never undone by a cloud copy of the same
+    activation that does not know about it yet (so a cleared copy of an alert acknowledged here
+    removes it: cleared and acknowledged is closed, for the plant; the acknowledgement still
+    goes to the cloud). A copy of a later activation (cleared and active again) is not
+    acknowledged by it: the cloud refuses that ack too.
     """
     if is_closed(incoming):
         return None
     if current is not None and incoming.updated < current.updated:
         return current
-    if current is not None and current.acked and not incoming.acked:
+    same_activation = (  # unknown (a cloud that does not name activations): assumed so
+        current is None
+        or None in (current.activated, incoming.activated)
+        or current.activated == incoming.activated
+    )
+    if current is not None and current.acked and not incoming.acked and same_activation:
         merged = msgspec.structs.replace(incoming, acked=True)
         return None if is_closed(merged) else merged
     return incoming
@@ -221,8 +228,9 @@ class AlertBook:
         if current is None:
             raise UnknownAlertError(alert_id)
         ack = AlertAck(
-            alert=alert_id, gateway=gateway, operator=operator, ts=now_ms, comment=comment
-        )
+            alert=alert_id, gateway=gateway, operator=operator, ts=now_ms, comment=comment,
+            activated=current.activated,
+        )  # fmt: skip
         if not current.acked:
             self._alerts[alert_id] = msgspec.structs.replace(current, acked=True)
         self._pending[self._next_key] = PendingAck(self._next_key, encode(ack), alert_id, now_ms)

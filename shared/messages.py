@@ -175,6 +175,8 @@ class Alert(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     shelved_until: EpochMs | None = None
     closed: bool = False
     rev: Seq = 0
+    #: when the activation shown began (raise or reactivation): a plant ack names it
+    activated: EpochMs | None = None
 
 
 class AlertIndex(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -202,6 +204,9 @@ class AlertAck(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     operator: Text
     ts: EpochMs
     comment: LongText = ""
+    #: the ``activated`` of the alert as the operator saw it: an ack of an activation that has
+    #: since cleared and come back does not acknowledge the new one (None: any activation)
+    activated: EpochMs | None = None
 
 
 class CommandName(StrEnum):

@@ -250,15 +250,31 @@ class Lifecycle:
         return events
 
     def acknowledge(
-        self, alert_id: str, *, actor: str, now_ms: int, at_ms: int | None = None, reason: str = ""
+        self,
+        alert_id: str,
+        *,
+        actor: str,
+        now_ms: int,
+        at_ms: int | None = None,
+        reason: str = "",
+        activated_ms: int | None = None,
     ) -> list[AlertEvent]:
-        """Acknowledge (idempotent). ``at_ms``: when the operator did it (e.g. at the plant)."""
+        """Acknowledge (idempotent). ``at_ms``: when the operator did it (e.g. at the plant);
+        ``activated_ms``: the activation they saw, refused when the alert has since cleared
+        and come back (an ack delayed past a reactivation must not silence it)."""
         now = self._clock(now_ms)
         t = self._track_of(alert_id, "acknowledge")
         a = t.alert
         assert a is not None
         if a.acked:
             return []
+        if activated_ms is not None and a.activated_ms and activated_ms != a.activated_ms:
+            raise LifecycleError(
+                f"acknowledgement of an earlier activation of {alert_id}: it became active "
+                "again since, and must be acknowledged again",
+                alert_id=alert_id,
+                action="acknowledge",
+            )
         when = now if at_ms is None else min(max(at_ms, a.raised_ms), now)
         a = dataclasses.replace(a, acked=True, acked_by=actor, acked_ms=when, updated_ms=now)
         return self._commit(
@@ -332,7 +348,7 @@ class Lifecycle:
         if t.alert is not None:  # cleared, unacknowledged: the same occurrence again
             a = dataclasses.replace(
                 self._fresh(t.alert, c), state=AlertState.ACTIVE, updated_ms=now,
-                active_since_ms=now, escalation=0,
+                active_since_ms=now, activated_ms=now, escalation=0,
             )  # fmt: skip
             return self._commit(t, AlertEvent(EventKind.REACTIVATED, now, SYSTEM, why, a))
         t.occurrence += 1
@@ -342,7 +358,7 @@ class Lifecycle:
             severity=c.severity, state=AlertState.ACTIVE, acked=False, title=c.title,
             message=c.message, action=c.action, figures=dict(c.figures), raised_ms=now,
             updated_ms=now, active_since_ms=now, gateway=c.gateway, ack_required=c.ack_required,
-            shelved_until_ms=t.shelved_until_ms,
+            shelved_until_ms=t.shelved_until_ms, activated_ms=now,
         )  # fmt: skip
         return self._commit(t, AlertEvent(EventKind.RAISED, now, SYSTEM, why, a))
 

@@ -119,6 +119,9 @@ class AlertRecord:
     escalation: int = 0
     shelved_until_ms: int | None = None
     suppressed_by: str | None = None
+    #: when this activation began (its raise or latest reactivation): it names the activation
+    #: an operator acknowledged, unlike ``active_since_ms``, which reminders restart from
+    activated_ms: int = 0
 
     @property
     def open(self) -> bool:
@@ -140,6 +143,7 @@ class AlertRecord:
             figures=wire_figures(self.figures),
             raised=self.raised_ms,
             updated=self.updated_ms,
+            activated=self.activated_ms or None,
         )
 
     def as_json(self) -> dict[str, Any]:

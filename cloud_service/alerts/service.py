@@ -99,12 +99,20 @@ class AlertService:
         return await self._step(lambda: self.lifecycle.tick(now_ms), now_ms)
 
     async def acknowledge(
-        self, alert_id: str, *, actor: str, now_ms: int, at_ms: int | None = None, reason: str = ""
+        self,
+        alert_id: str,
+        *,
+        actor: str,
+        now_ms: int,
+        at_ms: int | None = None,
+        reason: str = "",
+        activated_ms: int | None = None,
     ) -> list[AlertEvent]:
         def ack() -> list[AlertEvent]:
             return self.lifecycle.acknowledge(
-                alert_id, actor=actor, now_ms=now_ms, at_ms=at_ms, reason=reason
-            )
+                alert_id, actor=actor, now_ms=now_ms, at_ms=at_ms, reason=reason,
+                activated_ms=activated_ms,
+            )  # fmt: skip
 
         return await self._step(ack, now_ms, command=True)
 
@@ -125,8 +133,9 @@ class AlertService:
             reason += f": {ack.comment}"
         actor = f"{ack.operator}@{gateway}"
         return await self.acknowledge(
-            ack.alert, actor=actor, now_ms=now_ms, at_ms=ack.ts, reason=reason
-        )
+            ack.alert, actor=actor, now_ms=now_ms, at_ms=ack.ts, reason=reason,
+            activated_ms=ack.activated,
+        )  # fmt: skip
 
     async def shelve(
         self, alert_id: str, *, until_ms: int, actor: str, now_ms: int, reason: str = ""

@@ -67,6 +67,29 @@ def test_older_updates_and_local_acks_as_before() -> None:
     assert merge_alert(acked_here, alert(state=AlertState.CLEARED, updated=T0 + 2)) is None
 
 
+def test_a_local_ack_does_not_carry_over_to_a_later_activation(book: AlertBook) -> None:
+    # acknowledged here while cleared; the cloud, not knowing yet, sees it active again: the
+    # new activation is nobody's acknowledged alarm (and the cloud refuses the old ack for it)
+    book.apply(alert(activated=T0))
+    book.apply(alert(state=AlertState.CLEARED, updated=T0 + 1, activated=T0))
+    ack = book.acknowledge("al-1", gateway="gw", operator="ana", comment="", now_ms=T0 + 2)
+    assert ack.activated == T0  # the activation the operator saw goes with the ack
+    again = alert(updated=T0 + 5, activated=T0 + 5)
+    merged = merge_alert(alert(acked=True, updated=T0 + 1, activated=T0), again)
+    assert merged is again
+    assert not merged.acked
+    # the same activation, updated, or one from a cloud that names none: the ack stands
+    same = merge_alert(alert(acked=True, updated=T0 + 1, activated=T0), alert(updated=T0 + 6))
+    assert same is not None
+    assert same.acked  # a copy without ``activated`` (an older cloud): as before
+    kept = merge_alert(
+        alert(acked=True, updated=T0 + 1, activated=T0), alert(updated=T0 + 6, activated=T0)
+    )
+    assert kept is not None
+    assert kept.acked
+    book._store.close()
+
+
 def test_shelving_is_kept_and_keeps_the_andon_dark_until_it_ends() -> None:
     shelved_alert = alert(shelved_until=T0 + 60_000, updated=T0 + 1)
     kept = merge_alert(alert(), shelved_alert)

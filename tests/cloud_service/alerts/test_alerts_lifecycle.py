@@ -264,6 +264,33 @@ def test_after_a_clock_step_back_versions_still_go_forward() -> None:
     assert lc2.next_deadline_ms() == T0 + 41 * MIN
 
 
+def test_an_ack_of_an_earlier_activation_does_not_silence_a_reactivation() -> None:
+    # the operator acknowledged the cleared alert at T+6; the ack arrived after the alert
+    # came back at T+10: it is for the activation they saw, not for this one
+    lc = Lifecycle(POLICY)
+    (raised,) = lc.observe([cond(True)], T0)
+    first = raised.alert.activated_ms
+    assert first == T0
+    lc.observe([cond(False)], T0 + 5 * MIN)
+    (back,) = lc.observe([cond(True)], T0 + 10 * MIN)
+    assert back.kind == K.REACTIVATED
+    assert back.alert.activated_ms == T0 + 10 * MIN
+    assert back.alert.to_wire().activated == T0 + 10 * MIN
+    with pytest.raises(LifecycleError, match="earlier activation"):
+        lc.acknowledge(
+            back.alert.id, actor="ana@gw-1", now_ms=T0 + 11 * MIN, at_ms=T0 + 6 * MIN,
+            activated_ms=first,
+        )  # fmt: skip
+    assert kinds(lc.tick(T0 + 41 * MIN)) == [K.ESCALATED]  # still unacknowledged
+    (ev,) = lc.acknowledge(
+        back.alert.id, actor="ana@gw-1", now_ms=T0 + 42 * MIN, activated_ms=T0 + 10 * MIN
+    )
+    assert ev.kind == K.ACKED
+    # an ack that names no activation (an older gateway, the API) acknowledges what is there
+    (again,) = Lifecycle(POLICY).observe([cond(True)], T0)
+    assert again.alert.activated_ms == T0
+
+
 def test_plant_ack_time_is_kept_within_raise_and_receipt() -> None:
     lc = Lifecycle(POLICY)
     alert_id = lc.observe([cond(True)], T0)[0].alert.id
