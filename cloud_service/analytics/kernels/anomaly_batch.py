@@ -130,15 +130,16 @@ def update_batch(  # noqa: PLR0917
     order. Points older than their series' state get ``flag == LATE`` and are not used.
     """
     n = ids.size
-    order, series, offsets, ordered = group_by_series(ids, ts, state.shape[0])
     score = np.empty(n, dtype=np.float64)
     flag = np.empty(n, dtype=np.int8)
     reason = np.empty(n, dtype=np.int8)
-    if ordered and _is_identity(order):  # already grouped and in time order (a replay)
+    runs, series, offsets = _sorted_runs(ids, ts, state.shape[0])
+    if runs:  # already grouped by series and in time order (a replay): run in place
         for g in nb.prange(series.size):
             lo, hi = offsets[g], offsets[g + 1]
             _run(state, profile, params, series[g], ts, x, lo, hi, score, flag, reason)
         return score, flag, reason
+    order, series, offsets, ordered = group_by_series(ids, ts, state.shape[0])
     if not ordered:
         for g in range(series.size):
             lo, hi = offsets[g], offsets[g + 1]
@@ -172,11 +173,25 @@ def update_batch(  # noqa: PLR0917
 
 
 @nb.njit(cache=True)
-def _is_identity(order: I64) -> bool:
-    for i in range(order.size):  # noqa: SIM110 - a plain loop compiles in numba
-        if order[i] != i:
-            return False
-    return True
+def _sorted_runs(ids: I64, ts: I64, n_series: int) -> tuple[bool, I64, I64]:
+    """One pass: whether ``ids`` are ascending with each series' times ascending, and then
+    ``(series, offsets)`` of its runs (a fraction of the counting sort's cost)."""
+    n = ids.size
+    cap = min(n, n_series) + 1
+    series = np.empty(cap, dtype=np.int64)
+    offsets = np.empty(cap + 1, dtype=np.int64)
+    g = 0
+    for i in range(n):
+        if i == 0 or ids[i] != ids[i - 1]:
+            if i > 0 and ids[i] < ids[i - 1]:
+                return False, series[:0], offsets[:1]
+            series[g] = ids[i]
+            offsets[g] = i
+            g += 1
+        elif ts[i] < ts[i - 1]:
+            return False, series[:0], offsets[:1]
+    offsets[g] = n
+    return True, series[:g], offsets[: g + 1]
 
 
 @nb.njit(cache=True)
