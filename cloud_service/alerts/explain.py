@@ -181,7 +181,16 @@ def _production(f: ProductionFigures) -> Candidate:
     return Candidate(f.site, subject, f.gateway, scope, m, words)
 
 
+def signal_subject(gateway: str, signal: str) -> str:
+    """The subject of a signal's alerts: ``gateway:signal``. Signal ids are unique per
+    gateway, not per site (two lines running the same PLC programme share tag names), so a
+    signal's alerts are its gateway's: one alert per signal and gateway."""
+    return compose_subject(gateway, signal)
+
+
 def _signal(rule_type: RuleType, f: SignalFigures, now: int) -> Candidate:
+    if f.legacy:
+        return _legacy_signal(f)
     silent = None if f.last_seen_ms is None else max(now - f.last_seen_ms, 0) / 60_000
     periods = None if silent is None or not f.period_s else silent * 60 / f.period_s
     stuck = None if f.stuck_since_ms is None else max(now - f.stuck_since_ms, 0) / 60_000
@@ -213,7 +222,28 @@ def _signal(rule_type: RuleType, f: SignalFigures, now: int) -> Candidate:
 
     scope = {"signal": f.signal, "sku": f.sku, "line": f.line, "location": f.location,
              "gateway": f.gateway}  # fmt: skip
-    return Candidate(f.site, f.signal, f.gateway, scope, m, words)
+    return Candidate(f.site, signal_subject(f.gateway, f.signal), f.gateway, scope, m, words)
+
+
+def _legacy_signal(f: SignalFigures) -> Candidate:
+    """An alert raised before signal subjects named their gateway (its subject is the bare
+    signal id): no rule evaluates that subject any more, so it is given unknown figures, its
+    condition ends and it clears after its rule's off-delay; a condition that still holds has
+    raised (or raises) its alert per gateway meanwhile."""
+    m: Metrics = dict.fromkeys(_SIGNAL)
+    label = f.label or f.signal
+
+    def words() -> Words:
+        title = f"{label}: now alerted per gateway"
+        message = (
+            f"This alert on signal {f.signal} was raised before signal alerts named their "
+            "gateway; it is cleared, and a condition that still holds is alerted on per gateway"
+        )
+        return title, message, f"Acknowledge it; follow the alert of {label} per gateway, if any"
+
+    scope = {"signal": f.signal, "sku": f.sku, "line": f.line, "location": f.location,
+             "gateway": f.gateway or None}  # fmt: skip
+    return Candidate(f.site, f.signal, f.gateway or None, scope, m, words)
 
 
 def _gateway(f: GatewayFigures, now: int) -> Candidate:

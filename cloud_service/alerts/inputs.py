@@ -83,6 +83,10 @@ class SignalFigures:
     stuck_since_ms: int | None = None  # flat since (None: moving)
     last_seen_ms: int | None = None
     period_s: float | None = None  # expected sampling period
+    #: Stands for an alert raised before signal subjects named their gateway (subject: the
+    #: bare signal id; ``gateway`` may be empty): no figures, so its condition ends and it
+    #: clears (``explain.signal_subject``, docs/alerts.md).
+    legacy: bool = False
 
 
 @dataclass(frozen=True, slots=True)

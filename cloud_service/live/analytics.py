@@ -488,9 +488,11 @@ class LiveAnalytics:
         tracked: Iterable[tuple[str, str]] = (),
         silence: Sequence[tuple[float, float]] = DEFAULT_SILENCE,
     ) -> ConditionInputs:
-        """Figures as of ``now_ms``. ``tracked``: the (site, signal) pairs the lifecycle
-        follows. ``silence``: (ms, periods) pairs; a signal silent for at least both of one
-        pair is worth a look (the monitor derives them from the rules' thresholds).
+        """Figures as of ``now_ms``. ``tracked``: the (site, subject) pairs of signals the
+        lifecycle follows (``explain.signal_subject``; a bare signal id: an alert from before
+        subjects named the gateway, given figures that let it clear). ``silence``: (ms,
+        periods) pairs; a signal silent for at least both of one pair is worth a look (the
+        monitor derives them from the rules' thresholds).
         ``gateways``: ingest health, which also says where silence counts from."""
         return ConditionInputs(
             now_ms=now_ms,
@@ -558,8 +560,13 @@ class LiveAnalytics:
             if not self._recent[sid].onsets:
                 del self._recent[sid]
         look = set(np.flatnonzero(silent | stuck).tolist()) | set(self._recent)
-        for subject in tracked:
-            look.update(self.index.by_subject.get(subject, ()))
+        legacy: list[tuple[str, str, list[int]]] = []
+        for site, subject in tracked:
+            ids = self.index.by_subject.get((site, subject))
+            if ids is not None:
+                look.update(ids)
+            elif (old := self.index.by_signal.get((site, subject))) is not None:
+                legacy.append((site, subject, old))
         out = []
         for sid in sorted(look):
             info = infos[sid]
@@ -590,6 +597,23 @@ class LiveAnalytics:
                     period_s=spec.period_s,
                 )
             )
+        return out + self._legacy_figures(legacy, held)
+
+    def _legacy_figures(
+        self, legacy: Iterable[tuple[str, str, list[int]]], held: npt.NDArray[np.bool_]
+    ) -> list[SignalFigures]:
+        """Figures that let an alert raised before signal subjects named their gateway (its
+        subject the bare signal id) clear: no rule evaluates that subject any more, and the
+        lifecycle would keep it open for ever. Not judged while a gateway of the signal is
+        held (as its own figures)."""
+        out = []
+        for site, signal, ids in sorted(legacy):
+            if any(held[sid] for sid in ids):
+                continue
+            gateways = {self.index.infos[sid].gateway for sid in ids}
+            gateway = gateways.pop() if len(gateways) == 1 else ""
+            label = next((i.label for sid in ids if (i := self.index.infos[sid]).spec), "")
+            out.append(SignalFigures(site, gateway, signal, label=label, legacy=True))
         return out
 
 

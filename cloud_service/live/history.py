@@ -5,22 +5,32 @@ every anomaly baseline. Runs after the catalog is loaded and before ingest start
 so history is folded in first and live data after it, in event-time order (the broker keeps
 incoming messages meanwhile). Trails are read downsampled (the last value per hour of stock,
 per hour and per minute of counters: what the trails keep anyway), grouped by what names a
-signal, so one whose other tags changed comes back whole; the anomaly engine gets the raw
-points of the last ``rebuild_hours``, fewer when the fleet would exceed ``rebuild_max_points``.
+signal, so one whose other tags changed comes back whole. The anomaly engine gets, per
+signal, the raw points its model needs to be as ready as before the restart (its warm-up at
+its period, then two days for the time-of-day profile; at least ``rebuild_hours``), within a
+fleet-wide budget of ``rebuild_max_points`` shared out fairly (``engine_windows``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import math
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Final
 
-from cloud_service.analytics.storage import DAY_MS, SIGNAL_BASELINE, read_history
+import numpy as np
+import numpy.typing as npt
+
+from cloud_service.analytics.kernels import anomaly as ak
+from cloud_service.analytics.storage import DAY_MS, SIGNAL_BASELINE
 from cloud_service.live.analytics import LiveAnalytics
 from cloud_service.live.trails import HOUR_MS, BucketTrail, CounterTrail
 from cloud_service.storage import influxql
 from cloud_service.storage.base import Series, TimeSeriesStore
+from cloud_service.storage.errors import QueryError
 from shared.messages import SignalKind
 
 log = logging.getLogger(__name__)
@@ -45,14 +55,79 @@ def _id(ids: Mapping[tuple[str, str, str], int], tags: Mapping[str, str]) -> int
     return ids.get((tags.get("site", ""), tags.get("gateway", ""), tags.get("signal", "")))
 
 
-def engine_window_h(live: LiveAnalytics) -> float:
-    """Hours of raw history for the anomaly engine: ``rebuild_hours``, shortened so the
-    announced signals' expected points stay within ``rebuild_max_points``."""
+#: After its warm-up, the anomaly model of a signal uses its time-of-day profile once it has
+#: watched the signal for two days (``kernels.anomaly``): a rebuild that replays less leaves
+#: a slow signal blind after a restart, and its profile learns what it should have flagged.
+PROFILE_MS: Final = 2 * ak.DAY_MS
+#: Raw points read per query and folded into the engine per call (memory, answer size).
+QUERY_POINTS: Final = 100_000
+SERIES_POINTS: Final = 8_000  # of one signal per answer (influxd's max-row-limit: 10,000)
+FOLD_POINTS: Final = 500_000
+QUERY_SIGNALS: Final = 200  # signals named per query (its text grows with them)
+MIN_SLICE_MS: Final = 60_000  # a truncated answer is read again in halves down to this
+CONCURRENT_QUERIES: Final = 3
+
+
+@dataclass(frozen=True, slots=True)
+class EngineWindow:
+    """What the start-up replays of one signal into the anomaly engine."""
+
+    sid: int
+    kind: SignalKind
+    period_ms: float
+    window_ms: int  # the history replayed: the last ``window_ms`` before the restart
+    wanted_ms: int  # what its model needs (the window unless the budget cut it)
+
+    @property
+    def points(self) -> float:
+        """Points expected in the window at the announced period."""
+        return self.window_ms / self.period_ms
+
+
+def wanted_ms(period_ms: float, warmup: float, floor_ms: float) -> int:
+    """History a signal's anomaly model needs to be as ready as before a restart: its
+    warm-up (``warmup`` samples at its period), then two days for the time-of-day profile;
+    at least ``floor_ms``."""
+    return int(max(floor_ms, warmup * period_ms + PROFILE_MS))
+
+
+def fair_share(wanted: Sequence[float], budget: float) -> float:
+    """The most points ``c`` each may have so that ``sum(min(w, c)) <= budget`` (max-min
+    fair: what wants little gets it all, the rest share what is left); ``inf`` when all fit."""
+    if math.fsum(wanted) <= budget:
+        return math.inf
+    rest, left = float(budget), len(wanted)
+    for w in sorted(wanted):
+        share = rest / left
+        if w > share:
+            return share
+        rest -= w
+        left -= 1
+    return math.inf  # pragma: no cover - the sum exceeded the budget
+
+
+def engine_windows(live: LiveAnalytics) -> list[EngineWindow]:
+    """Per announced signal, the raw history replayed into the anomaly engine at start-up:
+    what its model needs (:func:`wanted_ms`), and no more than ``rebuild_max_points`` expected
+    points in all: over budget, slow signals still get all they need (few points) and fast
+    ones share the rest equally (a 1 Hz signal gets its warm-up at least while the fleet's
+    fast signals are fewer than the budget / 150)."""
     s = live.settings
-    per_hour = sum(3600.0 / i.spec.period_s for i in live.index.infos if i.spec is not None)
-    if per_hour <= 0:
-        return s.rebuild_hours
-    return min(s.rebuild_hours, s.rebuild_max_points / per_hour)
+    floor_ms = s.rebuild_hours * HOUR_MS
+    params, cap = live.engine.params, live.engine.capacity
+    out: list[tuple[int, SignalKind, float, int]] = []
+    for sid, info in enumerate(live.index.infos):
+        spec = info.spec
+        if spec is None:
+            continue
+        period_ms = spec.period_s * 1000.0
+        warmup = float(params[sid, ak.P_WARMUP]) if sid < cap else ak.DEFAULT_WARMUP
+        out.append((sid, spec.kind, period_ms, wanted_ms(period_ms, warmup, floor_ms)))
+    share = fair_share([w / p for _, _, p, w in out], s.rebuild_max_points)
+    return [
+        EngineWindow(sid, kind, p, min(w, int(share * p)) if math.isfinite(share) else w, w)
+        for sid, kind, p, w in out
+    ]
 
 
 #: The tags that name a signal (see ``_id``). Trails are read grouped by these alone, so a
@@ -62,6 +137,8 @@ _IDENTITY = ("site", "gateway", "signal")
 
 Into = Callable[[BucketTrail], Callable[[int, float], bool]]
 Points = dict[int, list[tuple[int, float]]]
+Raw = npt.NDArray[np.float64]  # (n, 2): time ms, value
+RawSlices = dict[int, list[Raw]]  # per series id, its slices oldest first
 
 
 def _whole(trail: BucketTrail) -> Callable[[int, float], bool]:
@@ -191,22 +268,152 @@ async def rebuild(
     live.restore_baselines(
         await _baselines(store, ids, now - live.settings.stock_history_days * DAY_MS, now + 1)
     )
-    engine_points = 0
-    hours = engine_window_h(live)
-    if hours > 0:
-        for kind in SignalKind:
-            hist = await read_history(
-                store, kind.value, days=hours / 24, now_ms=now, window_ms=HOUR_MS
-            )
-            series_ids, ts, values = hist.for_engine(lambda tags: _id(ids, tags))
-            if series_ids.size:
-                engine_points += live.rebuild_engine(series_ids, ts, values)
+    windows = engine_windows(live)
+    engine_points = await _replay(live, store, ids, windows, now)
     report = RebuildReport(trail_points, engine_points, time.perf_counter() - t0)
+    cut = sum(w.window_ms < w.wanted_ms for w in windows)
     log.info(
-        "live analytics rebuilt from history: %d trail points, %d engine points in %.1fs",
-        report.trail_points, report.engine_points, report.seconds,
+        "live analytics rebuilt from history: %d trail points, %d engine points in %.1fs "
+        "(%d signals, %d of them with less than their model needs: rebuild_max_points %d)",
+        report.trail_points, report.engine_points, report.seconds, len(windows), cut,
+        live.settings.rebuild_max_points,
     )  # fmt: skip
     return report
 
 
-__all__ = ["RebuildReport", "rebuild"]
+async def _replay(
+    live: LiveAnalytics,
+    store: TimeSeriesStore,
+    ids: Mapping[tuple[str, str, str], int],
+    windows: Sequence[EngineWindow],
+    now: int,
+) -> int:
+    """Each signal's window of raw points into the engine, oldest first. Signals of one kind
+    and window are read together, a bounded batch at a time, each folded in one call (so a
+    signal's flat runs are learned whole)."""
+    groups: dict[tuple[SignalKind, int], list[EngineWindow]] = {}
+    for w in windows:
+        if w.window_ms > 0:
+            groups.setdefault((w.kind, w.window_ms), []).append(w)
+    infos = live.index.infos
+    folded = 0
+    for (kind, window_ms), members in sorted(groups.items(), key=lambda g: g[0][1]):
+        for batch in _batches(members):
+            keys = [(infos[b.sid].site, infos[b.sid].gateway, infos[b.sid].signal) for b in batch]
+            periods = [b.period_ms for b in batch]
+            found = await _raw_points(store, ids, kind, keys, now - window_ms, now + 1, periods)
+            if found:
+                folded += _fold(live, found)
+    return folded
+
+
+def _batches(members: Sequence[EngineWindow]) -> Iterator[list[EngineWindow]]:
+    """Runs of ``members`` of at most ``FOLD_POINTS`` expected points and ``QUERY_SIGNALS``
+    signals (one signal alone may expect more)."""
+    batch: list[EngineWindow] = []
+    points = 0.0
+    for w in members:
+        if batch and (points + w.points > FOLD_POINTS or len(batch) >= QUERY_SIGNALS):
+            yield batch
+            batch, points = [], 0.0
+        batch.append(w)
+        points += w.points
+    if batch:
+        yield batch
+
+
+async def _raw_points(  # noqa: PLR0917
+    store: TimeSeriesStore,
+    ids: Mapping[tuple[str, str, str], int],
+    kind: SignalKind,
+    keys: Sequence[tuple[str, str, str]],
+    start_ms: int,
+    end_ms: int,
+    periods_ms: Sequence[float],
+) -> RawSlices:
+    """The raw values of ``keys`` (announced every ``periods_ms``) in ``[start_ms, end_ms)``,
+    in time slices of about ``QUERY_POINTS`` expected points and at most ``SERIES_POINTS``
+    per signal; a slice the server truncates all the same (``max-row-limit``: too many
+    points of one signal) is read again in halves."""
+    named = " OR ".join(
+        "("
+        + " AND ".join(
+            f"{influxql.quote_ident(t, 'tag key')} = {influxql.quote_literal(v)}"
+            for t, v in zip(_IDENTITY, key, strict=True)
+        )
+        + ")"
+        for key in keys
+    )
+    group = ", ".join(influxql.quote_ident(t, "tag key") for t in _IDENTITY)
+    head = (
+        f"SELECT {influxql.quote_ident('value', 'field')} "  # noqa: S608 - identifiers quoted
+        f"FROM {influxql.source(kind.value)} WHERE ({named})"
+    )
+    rate = sum(1.0 / p for p in periods_ms)  # expected points per ms
+    step = max(MIN_SLICE_MS, int(min(QUERY_POINTS / rate, SERIES_POINTS * min(periods_ms))))
+    gate = asyncio.Semaphore(CONCURRENT_QUERIES)
+
+    async def read(lo: int, hi: int) -> list[Series]:
+        q = (
+            f"{head} AND time >= {influxql.time_literal(lo)} "
+            f"AND time < {influxql.time_literal(hi)} GROUP BY {group}"
+        )
+        try:
+            async with gate:
+                return await store.query(q, epoch="ms")
+        except QueryError as exc:
+            if "truncated" not in str(exc) or hi - lo <= MIN_SLICE_MS:
+                raise
+        mid = lo + (hi - lo) // 2
+        return await read(lo, mid) + await read(mid, hi)  # the older half first
+
+    # slices read a few at a time (the server works on one while this process decodes
+    # another), folded oldest first
+    answers = await asyncio.gather(
+        *(read(lo, min(lo + step, end_ms)) for lo in range(start_ms, end_ms, step))
+    )
+    found: RawSlices = {}
+    for answer in answers:
+        for series in answer:
+            sid = _id(ids, {k: str(v) for k, v in series.tags.items() if v})
+            if sid is not None and series.values:
+                found.setdefault(sid, []).append(_raw_array(series))
+    return found
+
+
+def _raw_array(series: Series) -> Raw:
+    """``(time, value)`` rows as an ``(n, 2)`` float array (ms times are exact in a float
+    up to the year 287,000); a value that is not a number (another writer's string or bool
+    field) is not a reading."""
+    rows = series.values
+    ti, vi = series.columns.index("time"), series.columns.index("value")
+    if (ti, vi) == (0, 1) and not any(r[1].__class__ is bool for r in rows):
+        try:
+            return np.array(rows, dtype=np.float64).reshape(-1, 2)
+        except (TypeError, ValueError):
+            pass  # a string among them
+    kept = [
+        (r[ti], r[vi])
+        for r in rows
+        if isinstance(r[vi], int | float) and not isinstance(r[vi], bool)
+    ]
+    return np.array(kept, dtype=np.float64).reshape(-1, 2)
+
+
+def _fold(live: LiveAnalytics, found: RawSlices) -> int:
+    """Points of several signals (each's slices oldest first) into the engine in one call."""
+    sids = sorted(found)
+    parts = [np.concatenate(found[sid]) for sid in sids]
+    for k, part in enumerate(parts):
+        if part.shape[0] > 1 and (np.diff(part[:, 0]) < 0).any():
+            parts[k] = part[np.argsort(part[:, 0], kind="stable")]
+    if not parts:
+        return 0
+    n = [part.shape[0] for part in parts]
+    whole = np.concatenate(parts)
+    series = np.repeat(np.array(sids, dtype=np.int64), n)
+    ts = whole[:, 0].astype(np.int64)
+    return live.rebuild_engine(series, ts, np.ascontiguousarray(whole[:, 1]))
+
+
+__all__ = ["EngineWindow", "RebuildReport", "engine_windows", "rebuild"]

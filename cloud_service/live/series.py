@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from cloud_service.alerts.explain import signal_subject
 from shared.messages import Birth, SignalKind, SignalSpec
 
 
@@ -33,8 +34,12 @@ class SeriesInfo:
 class SeriesIndex:
     _ids: dict[tuple[str, str, str], int] = field(default_factory=dict)
     infos: list[SeriesInfo] = field(default_factory=list)
-    #: (site, signal) -> ids: an alert's subject is a signal at a site (any of its gateways)
+    #: (site, subject) -> ids: an alert's subject is a signal of one gateway
+    #: (``explain.signal_subject``); one id, unless two ids compose the same (hashed) subject
     by_subject: dict[tuple[str, str], list[int]] = field(default_factory=dict)
+    #: (site, signal id) -> ids on any of its gateways: what an alert raised before subjects
+    #: named the gateway stood for (its subject is the bare signal id)
+    by_signal: dict[tuple[str, str], list[int]] = field(default_factory=dict)
     _announced: dict[tuple[str, str], set[int]] = field(default_factory=dict)  # by gateway
 
     def __len__(self) -> int:
@@ -46,7 +51,8 @@ class SeriesIndex:
         if sid is None:
             sid = self._ids[key] = len(self.infos)
             self.infos.append(SeriesInfo(site, gateway, signal))
-            self.by_subject.setdefault((site, signal), []).append(sid)
+            self.by_subject.setdefault((site, signal_subject(gateway, signal)), []).append(sid)
+            self.by_signal.setdefault((site, signal), []).append(sid)
         return sid
 
     def ids_of(self, site: str, gateway: str, signals: list[str]) -> list[int]:

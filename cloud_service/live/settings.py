@@ -42,8 +42,11 @@ class LiveSettings(BaseModel):
     baseline_days: int = Field(default=28, ge=2)  # past windows that say how unusual an excess is
     min_baseline_days: int = Field(default=7, ge=2)
     rate_window_h: float = Field(default=2.0, gt=0)  # run rate for the projected attainment
-    #: Start-up: replay this much stored history per signal into the engine and the trails.
+    #: Start-up: each signal's raw history replayed into the anomaly engine is what its model
+    #: needs to be as ready as before the restart (its warm-up at its period, then two days
+    #: for the time-of-day profile), and at least this many hours.
     rebuild_hours: float = Field(default=6.0, ge=0)
-    #: ... but no more raw points than this in all (a fleet of 1 Hz signals would otherwise
-    #: read for minutes before ingesting): the window shrinks to fit.
+    #: ... but no more raw points than this in all (expected at the announced periods): a
+    #: fleet of fast signals would otherwise read for minutes before ingesting. Over budget,
+    #: slow signals keep their whole need and fast ones share the rest (``history``).
     rebuild_max_points: int = Field(default=5_000_000, ge=0)

@@ -52,13 +52,14 @@ def kinds(events: list[AlertEvent]) -> list[str]:
 
 
 def test_orphans_are_tracks_no_rule_of_the_set_evaluates_any_more() -> None:
+    subject = "gw-1:lc7"  # a signal's subject names its gateway (explain.signal_subject)
     tracked = {
-        AlertKey("stuck", "s1", "lc7"): RuleType.SENSOR_STUCK,
-        AlertKey("gone", "s1", "lc7"): RuleType.SENSOR_STUCK,
-        AlertKey("off", "s1", "lc7"): RuleType.SENSOR_STUCK,
-        AlertKey("retyped", "s1", "lc7"): RuleType.SENSOR_STUCK,
-        AlertKey("narrow", "s1", "lc7"): RuleType.SENSOR_STUCK,
-        AlertKey("narrow", "s1", "lc9"): RuleType.SENSOR_STUCK,  # not in the inputs: unjudged
+        AlertKey("stuck", "s1", subject): RuleType.SENSOR_STUCK,
+        AlertKey("gone", "s1", subject): RuleType.SENSOR_STUCK,
+        AlertKey("off", "s1", subject): RuleType.SENSOR_STUCK,
+        AlertKey("retyped", "s1", subject): RuleType.SENSOR_STUCK,
+        AlertKey("narrow", "s1", subject): RuleType.SENSOR_STUCK,
+        AlertKey("narrow", "s1", "gw-1:lc9"): RuleType.SENSOR_STUCK,  # not in the inputs
     }
     now_rules = rules(
         STUCK,
@@ -70,13 +71,13 @@ def test_orphans_are_tracks_no_rule_of_the_set_evaluates_any_more() -> None:
     evaluated = {s.key for s in evaluate(now_rules, snapshot)}
     gone = orphaned(now_rules, snapshot, tracked, evaluated)
     assert gone == {
-        AlertKey("gone", "s1", "lc7"): "rule 'gone' no longer exists",
-        AlertKey("off", "s1", "lc7"): "rule 'off' is disabled",
-        AlertKey("retyped", "s1", "lc7"): "rule 'retyped' is now of type no_data",
-        AlertKey("narrow", "s1", "lc7"): "lc7 at s1 is out of the scope of rule 'narrow'",
+        AlertKey("gone", "s1", subject): "rule 'gone' no longer exists",
+        AlertKey("off", "s1", subject): "rule 'off' is disabled",
+        AlertKey("retyped", "s1", subject): "rule 'retyped' is now of type no_data",
+        AlertKey("narrow", "s1", subject): f"{subject} at s1 is out of the scope of rule 'narrow'",
     }
     assert (
-        orphaned(rules(STUCK), snapshot, {AlertKey("stuck", "s1", "lc7"): RuleType.SENSOR_STUCK})
+        orphaned(rules(STUCK), snapshot, {AlertKey("stuck", "s1", subject): RuleType.SENSOR_STUCK})
         == {}
     )
 

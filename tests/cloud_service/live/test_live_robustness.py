@@ -101,7 +101,7 @@ def test_a_signal_removed_from_the_gateway_raises_no_no_data_alert() -> None:
     live.on_birth("s", birth(*sensor, boot="b3"))  # back again: watched again
     inputs = live.inputs(T0 + 40 * M, silence=silence_bounds(rules))
     raised = [(s.key.rule, s.key.subject) for s in evaluate(rules, inputs) if s.raise_met]
-    assert ("no-data", "x0") in raised
+    assert ("no-data", "g:x0") in raised
 
 
 def sensor_series(hours: int, stuck: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:

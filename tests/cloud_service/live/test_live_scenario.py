@@ -16,14 +16,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from sim_feed import HOUR_MS, START_MS, LivePlant, SimFeed, scenario_with
+from sim_feed import HOUR_MS, START_MS, LivePlant, SimFeed, gateway_of, scenario_with
 
+from cloud_service.alerts.explain import signal_subject
 from cloud_service.alerts.records import EventKind
 from cloud_service.analytics.plan import mix_drift
 from cloud_service.plans.model import PlanBook
 from firmware_sim.scenario.model import FaultKind
 
 Raised = tuple[float, str, str]  # (hours into the run, rule, subject)
+#: The stuck level sensor's alert subject: the signal on its gateway
+LEVEL = signal_subject(gateway_of(scenario_with())["wh2.a113.level"], "wh2.a113.level")
 
 
 @dataclass(frozen=True)
@@ -140,7 +143,7 @@ def _one(raised: list[Raised], rule: str, subject: str) -> float:
 
 
 def test_the_stuck_sensor_raises_one_alert_within_its_window(raised: list[Raised]) -> None:
-    assert 30.0 < _one(raised, "sensor-stuck", "wh2.a113.level") <= 30.5  # 15 min threshold
+    assert 30.0 < _one(raised, "sensor-stuck", LEVEL) <= 30.5  # 15 min threshold
 
 
 def test_the_line_stoppage_raises_one_production_alert(raised: list[Raised]) -> None:
@@ -158,7 +161,7 @@ def test_no_alert_fires_on_signals_without_a_fault(raised: list[Raised]) -> None
     """Noise, receipts, shift changes and weekends raise nothing on the signals."""
     signal_rules = {"sensor-stuck", "signal-anomaly", "no-data"}
     assert [r for r in raised if r[1] in signal_rules] == [
-        r for r in raised if r[1:] == ("sensor-stuck", "wh2.a113.level")
+        r for r in raised if r[1:] == ("sensor-stuck", LEVEL)
     ]
 
 
@@ -174,7 +177,7 @@ def test_no_other_alert_unless_the_plant_truly_was_at_risk(run: Run) -> None:
     demand does not bear out, fails here.
     """
     faults = {
-        ("sensor-stuck", "wh2.a113.level"),
+        ("sensor-stuck", LEVEL),
         ("production-behind-plan", "line3"),
         ("stockout-risk", "W2:A-113"),
     }
@@ -189,7 +192,7 @@ def test_no_other_alert_unless_the_plant_truly_was_at_risk(run: Run) -> None:
 def test_the_extra_stockout_warning_is_c310s_under_set_reorder_point(run: Run) -> None:
     """Pins the one extra alert of seed 1 (above), so a change that adds or drops alerts in
     this scenario is seen and its reason written down."""
-    others = [r for r in run.raised if r[2] not in {"wh2.a113.level", "line3", "W2:A-113"}]
+    others = [r for r in run.raised if r[2] not in {LEVEL, "line3", "W2:A-113"}]
     assert [r[1:] for r in others] == [("stockout-risk", "W1:C-310")]
     assert 144.0 < others[0][0] < 147.0
 
@@ -212,7 +215,7 @@ def test_with_per_sku_counts_the_surge_raises_a_demand_alert_and_an_earlier_warn
     raised = run_mes.raised
     assert 200.0 < _one(raised, "demand-surge", "W2:A-113") <= 212.0
     assert 200.0 < _one(raised, "stockout-risk", "W2:A-113") <= 225.4 - 10.0
-    assert 30.0 < _one(raised, "sensor-stuck", "wh2.a113.level") <= 30.5
+    assert 30.0 < _one(raised, "sensor-stuck", LEVEL) <= 30.5
     # the line's PLC counter speaks for line3, its MES counts only add the mix: one alert
     assert 150.0 < _one(raised, "production-behind-plan", "line3") <= 151.5
     # its mix drift is the plant's own (made since 06:00 against the plan's first hour)
@@ -241,7 +244,7 @@ def test_with_per_sku_counts_every_other_alert_is_a_risk_the_plant_bore_out(
     it at 64 h, with 360 left against 387 expected before its order lands) and C-310 as in
     the PLC-only plant. Nothing on noise, receipts or the line's shift pattern."""
     faults = {
-        ("sensor-stuck", "wh2.a113.level"),
+        ("sensor-stuck", LEVEL),
         ("production-behind-plan", "line3"),
         ("stockout-risk", "W2:A-113"),
         ("demand-surge", "W2:A-113"),

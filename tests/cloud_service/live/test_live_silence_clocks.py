@@ -117,7 +117,7 @@ def test_a_signal_still_silent_after_its_gateway_returned_raises_a_window_after_
             "gw1", FAST + ([s for s in SLOW if s != still] if (t - back) % MIN == 0 else []), t
         )
         loop.step(t)
-    assert loop.raised("no-data", since=back) == [still]
+    assert loop.raised("no-data", since=back) == [f"gw1:{still}"]
     (at,) = [
         t for t, e in loop.events if e.kind.value == "raised" and e.alert.key.rule == "no-data"
     ]
@@ -185,6 +185,6 @@ def test_after_a_restart_a_signal_that_stays_silent_raises_no_data_from_the_conn
             loop.send(gw, [s for s in signals if s != "gw-a.u"], t)  # gw-a.u stays silent
         loop.step(t)
     assert loop.raised("gateway-offline") == []
-    assert loop.raised("no-data") == ["gw-a.u"]
+    assert loop.raised("no-data") == ["gw-a:gw-a.u"]
     (at,) = [t for t, e in loop.events if e.alert.key.rule == "no-data"]
     assert connected + 10 * MIN <= at <= connected + 10 * MIN + 5 * S
