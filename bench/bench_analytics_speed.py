@@ -98,16 +98,19 @@ def bench_anomaly_engine(n_series: int = 10_000, batch: int = 100_000, batches: 
     hist_ids = np.repeat(np.arange(n_series, dtype=np.int64), points)
     hist_ts = np.tile(T0 + np.arange(points, dtype=np.int64) * 60_000, n_series)
     hist_x = rng.normal(0.0, 1.0, hist_ids.size)
+    chunk = 500_000  # what live.history feeds the engine at a time
     rates = []
     for _ in range(5):
         fresh = AnomalyEngine(n_series)
         t = time.perf_counter()
-        fresh.rebuild(hist_ids, hist_ts, hist_x)
+        for lo in range(0, hist_ids.size, chunk):
+            sl = slice(lo, lo + chunk)
+            fresh.rebuild(hist_ids[sl], hist_ts[sl], hist_x[sl])
         rates.append(hist_ids.size / (time.perf_counter() - t))
     print(
-        f"anomaly engine.rebuild (the service's start-up path through update), {n_series} series "
-        f"x {points} points: median {statistics.median(rates) / 1e6:.1f} M points/s "
-        f"(best {max(rates) / 1e6:.1f})"
+        f"anomaly engine.rebuild (the service's start-up path through update, chunks of "
+        f"{chunk} points as live.history feeds them), {n_series} series x {points} points: "
+        f"median {statistics.median(rates) / 1e6:.1f} M points/s (best {max(rates) / 1e6:.1f})"
     )
 
 

@@ -92,6 +92,8 @@ class AnomalyEngine:
         self.state, self.profile = ak.new_state(max(capacity, 1))
         self.params = ak.default_params(max(capacity, 1))
         self.late_total = 0
+        # result arrays a rebuild reuses from chunk to chunk (its results are not kept)
+        self._scratch = (np.empty(0), np.empty(0, np.int8), np.empty(0, np.int8))
 
     @property
     def capacity(self) -> int:
@@ -152,8 +154,13 @@ class AnomalyEngine:
         *,
         historical: bool = False,
         now_ms: int | None = None,
+        reuse: bool = False,
     ) -> UpdateResult:
-        """Fold a batch into the state; notify the sink of flags; results in input order."""
+        """Fold a batch into the state; notify the sink of flags; results in input order.
+
+        ``reuse``: the result arrays are the engine's scratch, valid until the next such call
+        (for a rebuild, which keeps none of them).
+        """
         ids = _ids(series)
         ts = np.ascontiguousarray(ts_ms, dtype=np.int64)
         x = np.ascontiguousarray(values, dtype=np.float64)
@@ -164,8 +171,13 @@ class AnomalyEngine:
                 np.zeros(0), np.zeros(0, np.int8), np.zeros(0, np.int8), 0, np.zeros(0, bool)
             )
         self._ensure(int(ids.max()))
-        kernel = kb.update_small if ids.size <= SMALL_BATCH else kb.update_batch
-        score, flag, reason = kernel(self.state, self.profile, self.params, ids, ts, x)
+        if ids.size <= SMALL_BATCH:
+            score, flag, reason = kb.update_small(self.state, self.profile, self.params, ids, ts, x)
+        else:
+            score, flag, reason = self._outputs(ids.size, reuse)
+            kb.update_batch_into(
+                self.state, self.profile, self.params, ids, ts, x, score, flag, reason
+            )
         late = flag == ak.LATE
         n_late = int(late.sum())
         if n_late:
@@ -198,8 +210,16 @@ class AnomalyEngine:
 
     def rebuild(self, series: npt.ArrayLike, ts_ms: npt.ArrayLike, values: npt.ArrayLike) -> int:
         """Replay stored history into the state (no live alerts); returns points folded in."""
-        result = self.update(series, ts_ms, values, historical=True)
+        result = self.update(series, ts_ms, values, historical=True, reuse=True)
         return int(np.asarray(series).size) - result.late
+
+    def _outputs(self, n: int, reuse: bool) -> tuple[F64, I8, I8]:
+        if not reuse:
+            return np.empty(n), np.empty(n, np.int8), np.empty(n, np.int8)
+        if self._scratch[0].size < n:
+            self._scratch = (np.empty(n), np.empty(n, np.int8), np.empty(n, np.int8))
+        score, flag, reason = self._scratch
+        return score[:n], flag[:n], reason[:n]
 
     def snapshot(self, series: npt.ArrayLike) -> SignalSnapshot:
         """Latest figures per series, for the alert rules' inputs (``alerts.inputs``)."""
