@@ -8,6 +8,7 @@ explanation and recommended action people read. Metric names are ids (they trave
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -184,8 +185,16 @@ def _production(f: ProductionFigures) -> Candidate:
 def signal_subject(gateway: str, signal: str) -> str:
     """The subject of a signal's alerts: ``gateway:signal``. Signal ids are unique per
     gateway, not per site (two lines running the same PLC programme share tag names), so a
-    signal's alerts are its gateway's: one alert per signal and gateway."""
-    return compose_subject(gateway, signal)
+    signal's alerts are its gateway's: one alert per signal and gateway.
+
+    Ids may contain ``:``, so ``gw`` + ``a:b`` and ``gw:a`` + ``b`` would both read
+    ``gw:a:b``: the plain form is kept for gateways without ``:`` (the first ``:`` then
+    splits it back), and a gateway with one gets a hashed subject of both parts.
+    """
+    if ":" not in gateway:
+        return compose_subject(gateway, signal)
+    digest = hashlib.blake2b(f"{gateway}\0{signal}".encode(), digest_size=6).hexdigest()
+    return f"{gateway[:40].rstrip(':.-_')}-{digest}"
 
 
 def _signal(rule_type: RuleType, f: SignalFigures, now: int) -> Candidate:

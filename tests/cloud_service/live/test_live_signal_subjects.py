@@ -173,3 +173,20 @@ async def test_an_alert_stored_under_the_bare_signal_id_clears_after_the_upgrade
         assert "line.temp" not in tracked  # closed: not followed any more
     finally:
         await engine.dispose()
+
+
+def test_ids_with_colons_do_not_compose_the_same_subject() -> None:
+    # ids may contain ":": gateway "gw" + signal "a:b" and gateway "gw:a" + signal "b" would
+    # both read "gw:a:b", and the healthy one's state would clear the other's alert
+    assert signal_subject("gw", "a:b") != signal_subject("gw:a", "b")
+    assert signal_subject("gw", "a:b") == "gw:a:b"  # the plain form where it is unambiguous
+    live = LiveAnalytics()
+    for gw, sig in (("gw", "a:b"), ("gw:a", "b")):
+        birth = Birth(
+            gateway=gw, site=SITE, boot="b1", agent_version="t", config_hash="x",
+            started_ms=T0, signals=[SignalSpec(id=sig, kind=SignalKind.SENSOR, period_s=10)],
+        )  # fmt: skip
+        live.on_birth(SITE, birth)
+    subjects = {k: v for k, v in live.index.by_subject.items() if k[0] == SITE}
+    assert len(subjects) == 2
+    assert all(len(ids) == 1 for ids in subjects.values())
