@@ -73,7 +73,7 @@ def merge_alert(current: Alert | None, incoming: Alert) -> Alert | None:
     """
     if is_closed(incoming):
         return None
-    if current is not None and incoming.updated < current.updated:
+    if current is not None and _older(incoming, current):
         return current
     same_activation = (  # unknown (a cloud that does not name activations): assumed so
         current is None
@@ -84,6 +84,14 @@ def merge_alert(current: Alert | None, incoming: Alert) -> Alert | None:
         merged = msgspec.structs.replace(incoming, acked=True)
         return None if is_closed(merged) else merged
     return incoming
+
+
+def _older(incoming: Alert, current: Alert) -> bool:
+    """By the cloud's revision when both carry one (it only grows, whatever the cloud's clock
+    did), else by ``updated`` (a cloud that does not number its states)."""
+    if incoming.rev and current.rev:
+        return incoming.rev < current.rev
+    return incoming.updated < current.updated
 
 
 def is_closed(alert: Alert) -> bool:
@@ -233,6 +241,10 @@ class AlertBook:
         )  # fmt: skip
         if not current.acked:
             self._alerts[alert_id] = msgspec.structs.replace(current, acked=True)
+        if current.state is AlertState.CLEARED and not current.rev:
+            # from a cloud that sends no index: cleared and acknowledged is closed here, and
+            # nothing would ever remove it if the cloud's final state is missed while offline
+            self._alerts.pop(alert_id)  # (its spool row goes with write_unsaved)
         self._pending[self._next_key] = PendingAck(self._next_key, encode(ack), alert_id, now_ms)
         self._next_key += 1
         return ack
@@ -244,6 +256,8 @@ class AlertBook:
             alert = self._alerts.get(ack.alert)
             if alert is not None:
                 self._save(alert)
+            else:  # closed here by the acknowledgement (see take_ack)
+                self._store.write("DELETE FROM alerts WHERE id = ?", (ack.alert,))
 
     def _write_ack(self, ack: PendingAck) -> None:
         cur = self._store.write(

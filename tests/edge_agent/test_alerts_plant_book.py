@@ -248,8 +248,8 @@ def reopened(book: AlertBook) -> AlertBook:
 def test_a_cleared_unacknowledged_alert_can_be_acknowledged_at_the_plant(
     book: AlertBook,
 ) -> None:
-    book.apply(alert())
-    book.apply(alert(state=AlertState.CLEARED, updated=T0 + 1))
+    book.apply(alert(rev=1))  # from a cloud that numbers its states (and sends an index)
+    book.apply(alert(state=AlertState.CLEARED, updated=T0 + 1, rev=2))
     assert [(a.id, a.state) for a in book.active()] == [("al-1", AlertState.CLEARED)]
     book.acknowledge("al-1", gateway="gw", operator="ana", comment="", now_ms=T0 + 2)
     assert [p.alert for p in book.pending_acks()] == ["al-1"]
@@ -260,7 +260,7 @@ def test_a_cleared_unacknowledged_alert_can_be_acknowledged_at_the_plant(
     # The broker PUBACKs the ack; the cloud closes the alert: gone, and nothing is dropped.
     (pending,) = again.pending_acks()
     again.ack_delivered(pending.row)
-    again.apply(closed_copy(alert(state=AlertState.CLEARED, acked=True, updated=T0 + 3)))
+    again.apply(closed_copy(alert(state=AlertState.CLEARED, acked=True, updated=T0 + 3, rev=3)))
     assert again.active() == []
     assert again.acks_obsolete == 0
     again._store.close()
@@ -295,3 +295,29 @@ def test_open_alerts_are_listed_active_first_shelved_last(book: AlertBook) -> No
     book.apply(alert("al-warn", severity=Severity.WARNING))
     book.apply(alert("al-crit"))
     assert [a.id for a in book.active()] == ["al-crit", "al-warn", "al-rtn", "al-shelved"]
+
+
+def test_from_a_cloud_without_revisions_an_acked_cleared_alert_is_closed_here(
+    book: AlertBook,
+) -> None:
+    # an older cloud sends no index: had its final state been missed while offline, a cleared
+    # alert acknowledged here would have stayed on the plant's list for ever
+    book.apply(alert(rev=0))
+    book.apply(alert(state=AlertState.CLEARED, updated=T0 + 1, rev=0))
+    book.acknowledge("al-1", gateway="gw", operator="ana", comment="", now_ms=T0 + 2)
+    assert book.active() == []
+    assert [p.alert for p in book.pending_acks()] == ["al-1"]  # still goes to the cloud
+    again = reopened(book)
+    assert again.active() == []
+    assert [p.alert for p in again.pending_acks()] == ["al-1"]
+    again._store.close()
+
+
+def test_states_are_ordered_by_revision_when_both_carry_one() -> None:
+    # the cloud's clock stepped back: a newer state carries an older ``updated``
+    held = alert(updated=T0 + 10_000, rev=5)
+    newer = alert(updated=T0, rev=6, acked=True)
+    assert merge_alert(held, newer) is newer
+    assert merge_alert(newer, held) is newer  # and the older revision is ignored
+    # without revisions, as before: by ``updated``
+    assert merge_alert(alert(updated=T0 + 5), alert(updated=T0 + 1)) == alert(updated=T0 + 5)
