@@ -163,7 +163,8 @@ class CloudApp:
                 await self.ingest.wait_connected(1.0)
             except TimeoutError:
                 continue
-            self.ingest.health.resume(now_ms())
+            if self.ingest.health.held:  # (the worker resumes it on every connection)
+                self.ingest.health.resume(now_ms())
             log.info("ingest connected: gateway and signal silence counted from now")
             if self.runtime is not None:
                 self.runtime.wake()

@@ -147,7 +147,7 @@ class IngestWorker:
         client.subscribe(subscriptions)
         self.metrics.connected.set(1)
         if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._connected.set)
+            self._loop.call_soon_threadsafe(self._link_up, now_ms())
 
     def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         self.metrics.connected.set(0)
@@ -156,6 +156,15 @@ class IngestWorker:
             log.info("MQTT disconnected: %s", reason)
         else:
             log.warning("MQTT disconnected: %s", reason)
+            if self._loop is not None:
+                self._loop.call_soon_threadsafe(self.health.hold)
+
+    def _link_up(self, at_ms: int) -> None:
+        """Connected (again): silence counts from now. While the cloud could not hear the
+        broker, gateways' silence was its own, not theirs (health held since the drop)."""
+        if self.health.held:
+            self.health.resume(at_ms)
+        self._connected.set()
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
         assert self._loop is not None

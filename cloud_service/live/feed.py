@@ -48,6 +48,7 @@ class LiveFeed:
         self.client = make_client(settings.mqtt, client_id=client_id, manual_ack=False)
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
+        self.client.on_disconnect = self._on_disconnect
         self._inbox: collections.deque[tuple[str, bytes, int]] = collections.deque()
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -55,6 +56,7 @@ class LiveFeed:
         self.on_health_event: Any = None  # Callable[[HealthEvent], None]
         self.messages = 0
         self.undecodable = 0
+        self._stopping = False
 
     def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         if reason.is_failure:
@@ -69,11 +71,18 @@ class LiveFeed:
             self._loop.call_soon_threadsafe(self._on_connected, wall_ms())
 
     def _on_connected(self, at_ms: int) -> None:
-        """First connection: health resumes (silence counts from now, not from before the
-        cloud's downtime; the broker delivers what it kept for this session from now on)."""
-        if not self.connected.is_set():
+        """Connected (the first time, or again after losing the broker): health resumes,
+        silence counts from now, not from before the cloud's downtime (the broker delivers
+        what it kept for this session from now on)."""
+        if self.health.held:
             self.health.resume(at_ms)
-            self.connected.set()
+        self.connected.set()
+
+    def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        """Lost the broker: the gateways' silence from now on is the cloud's, not theirs."""
+        log.warning("live feed: MQTT disconnected: %s", reason)
+        if self._loop is not None and not self._stopping:
+            self._loop.call_soon_threadsafe(self.health.hold)
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
         self._inbox.append((msg.topic, bytes(msg.payload), wall_ms()))
@@ -103,6 +112,7 @@ class LiveFeed:
                 for w in waits:
                     w.cancel()
         finally:
+            self._stopping = True
             self.client.disconnect()
             self.client.loop_stop()
 

@@ -3,6 +3,7 @@ names another gateway, and bytes that are not JSON. No broker: the feed's drain 
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from cloud_service.ingest.health import HealthCore
@@ -44,3 +45,18 @@ def test_a_birth_naming_another_gateway_or_bad_bytes_change_nothing() -> None:
     assert sorted(health._gateway("site-b", "gw-02").signals) == ["tank1", "tank2"]
     assert feed.undecodable == 2
     assert feed.messages == 3
+
+
+async def test_losing_the_broker_holds_health_and_reconnecting_resumes_it() -> None:
+    settings = load_settings(None, api={"port": 0})
+    health = HealthCore(settings.health.stale_after_periods)
+    feed = LiveFeed(settings, LiveAnalytics(settings.live), health, "test-live")
+    feed._loop = asyncio.get_running_loop()
+    feed._on_connected(NOW)
+    assert not health.held
+    feed._on_disconnect(feed.client, None, None, "broker gone", None)  # paho's thread, really
+    await asyncio.sleep(0.01)
+    assert health.held  # the gateways' silence from now on is the cloud's
+    feed._on_connected(NOW + 60_000)
+    assert not health.held
+    assert health.resumed_ms == NOW + 60_000
