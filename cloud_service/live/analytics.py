@@ -115,8 +115,11 @@ class LiveAnalytics:
         self.index = SeriesIndex()
         self.engine = AnomalyEngine(1024, sink=self)
         self.on_change = on_change
-        #: Every onset, live or replayed (the write-back to InfluxDB).
+        #: Every onset the engine flags on ingested data, live or historical (the write-back
+        #: to InfluxDB); not those of the start-up's replay (``rebuild_engine``).
         self.on_events: Callable[[AnomalyEvents], None] | None = None
+        self._replaying = False
+        self.replay_onsets = 0  # flagged by the start-up's replay: neither written nor alerted
         self._stock: dict[int, BucketTrail] = {}
         self._counter: dict[int, CounterTrail] = {}
         self._recent: dict[int, RecentAnomalies] = {}
@@ -208,8 +211,16 @@ class LiveAnalytics:
 
     def rebuild_engine(self, series: I64, ts_ms: I64, values: F64) -> int:
         """Stored history into the anomaly engine (no live alerts), and into the flat-run
-        baselines the stuck rule compares with; returns the points folded in."""
-        folded = self.engine.rebuild(series, ts_ms, values)
+        baselines the stuck rule compares with; returns the points folded in.
+
+        What the replay flags is dropped: it re-scores stored history from a cold state, so
+        its onsets are not those the live engine flagged (and wrote back) when the points
+        arrived; written back, every restart would add anomaly records no one saw."""
+        self._replaying = True
+        try:
+            folded = self.engine.rebuild(series, ts_ms, values)
+        finally:
+            self._replaying = False
         self._flat.learn_history(
             series, ts_ms, values,
             min_repeats=FLAT_N,
@@ -240,6 +251,9 @@ class LiveAnalytics:
 
     # -- AnalyticsSink (the engine calls these) -------------------------------------------
     def on_anomalies(self, events: AnomalyEvents) -> None:
+        if self._replaying:  # the start-up's replay (``rebuild_engine``)
+            self.replay_onsets += int(events.series.size)
+            return
         if self.on_events is not None:
             self.on_events(events)
         if events.historical:

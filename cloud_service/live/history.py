@@ -18,7 +18,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 import numpy as np
@@ -27,10 +27,11 @@ import numpy.typing as npt
 from cloud_service.analytics.kernels import anomaly as ak
 from cloud_service.analytics.storage import DAY_MS, SIGNAL_BASELINE
 from cloud_service.live.analytics import LiveAnalytics
-from cloud_service.live.trails import HOUR_MS, BucketTrail, CounterTrail
+from cloud_service.live.series import SeriesInfo
+from cloud_service.live.trails import HOUR_MS, MINUTE_MS, BucketTrail, CounterTrail
 from cloud_service.storage import influxql
 from cloud_service.storage.base import Series, TimeSeriesStore
-from cloud_service.storage.errors import QueryError
+from cloud_service.storage.errors import QueryError, StorageError, StoreUnavailable
 from shared.messages import SignalKind
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,9 @@ class RebuildReport:
     trail_points: int
     engine_points: int
     seconds: float
+    queries: int = 0
+    failed_reads: int = 0  # queries that failed twice: their history left out
+    signals_without_history: int = 0  # in the anomaly engine, for those failures
 
 
 def _lookup(live: LiveAnalytics) -> dict[tuple[str, str, str], int]:
@@ -59,13 +63,19 @@ def _id(ids: Mapping[tuple[str, str, str], int], tags: Mapping[str, str]) -> int
 #: watched the signal for two days (``kernels.anomaly``): a rebuild that replays less leaves
 #: a slow signal blind after a restart, and its profile learns what it should have flagged.
 PROFILE_MS: Final = 2 * ak.DAY_MS
-#: Raw points read per query and folded into the engine per call (memory, answer size).
-QUERY_POINTS: Final = 100_000
-SERIES_POINTS: Final = 8_000  # of one signal per answer (influxd's max-row-limit: 10,000)
+#: Rows asked of influxd per answer, all series together: its ``[http] max-row-limit`` (0,
+#: none, by default; 10,000 is common) counts the whole answer, not each series. An answer the
+#: server truncates all the same is asked again for at most ``TRUNCATED_ROWS`` (under the
+#: common limit), then half as many at each further truncation, for the rest of the rebuild.
+QUERY_ROWS: Final = 100_000
+TRUNCATED_ROWS: Final = 9_000
+#: Rows folded into the engine per call (signals whole), and read per batch at most.
 FOLD_POINTS: Final = 500_000
+CONCURRENT_QUERIES: Final = 3  # batches read at a time, one query each
+BATCH_ROWS: Final = FOLD_POINTS // CONCURRENT_QUERIES
 QUERY_SIGNALS: Final = 200  # signals named per query (its text grows with them)
-MIN_SLICE_MS: Final = 60_000  # a truncated answer is read again in halves down to this
-CONCURRENT_QUERIES: Final = 3
+FILL: Final = 0.8  # a time slice is sized to expect this much of each signal's LIMIT
+RETRY_DELAY_S: Final = 0.2  # before a failed query's one retry
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +148,7 @@ _IDENTITY = ("site", "gateway", "signal")
 Into = Callable[[BucketTrail], Callable[[int, float], bool]]
 Points = dict[int, list[tuple[int, float]]]
 Raw = npt.NDArray[np.float64]  # (n, 2): time ms, value
-RawSlices = dict[int, list[Raw]]  # per series id, its slices oldest first
+_EMPTY: Final[Raw] = np.zeros((0, 2))
 
 
 def _whole(trail: BucketTrail) -> Callable[[int, float], bool]:
@@ -184,9 +194,14 @@ def _points(ids: Mapping[tuple[str, str, str], int], answer: Iterable[Series]) -
     return found
 
 
-async def _last_per_bucket(
+_BUCKET_MS: Final = {"1h": HOUR_MS, "1m": MINUTE_MS}
+
+
+async def _last_per_bucket(  # noqa: PLR0917
     store: TimeSeriesStore,
+    reads: _Reads,
     ids: Mapping[tuple[str, str, str], int],
+    kinds: Sequence[SignalKind | None],
     kind: SignalKind,
     interval: str | None,
     *,
@@ -200,6 +215,7 @@ async def _last_per_bucket(
             kind.value, "value", "last", interval,
             start_ms=start_ms, end_ms=end_ms, group_by_tags=_IDENTITY,
         )  # fmt: skip
+        rows_each = (end_ms - start_ms) // _BUCKET_MS[interval] + 2
     else:  # one row per signal, at its reading's own time
         group = ", ".join(influxql.quote_ident(t, "tag key") for t in _IDENTITY)
         q = (
@@ -207,11 +223,17 @@ async def _last_per_bucket(
             f"FROM {influxql.source(kind.value)}"
             f"{influxql.where_clause(None, start_ms, end_ms)} GROUP BY {group}"
         )
-    return _points(ids, await store.query(q, epoch="ms"))
+        rows_each = 1
+    keys = [key for key, sid in ids.items() if kinds[sid] is kind]
+    return _points(ids, await _per_signal(store, reads, q, keys, rows_each, kind.value))
 
 
 async def _baselines(
-    store: TimeSeriesStore, ids: Mapping[tuple[str, str, str], int], start_ms: int, end_ms: int
+    store: TimeSeriesStore,
+    reads: _Reads,
+    ids: Mapping[tuple[str, str, str], int],
+    start_ms: int,
+    end_ms: int,
 ) -> list[tuple[int, int, int]]:
     """``(series id, longest flat run, watched since)`` as last written (``outputs``)."""
     group = ", ".join(influxql.quote_ident(t, "tag key") for t in _IDENTITY)
@@ -223,7 +245,7 @@ async def _baselines(
         f"{influxql.where_clause(None, start_ms, end_ms)} GROUP BY {group}"
     )
     out = []
-    for series in await store.query(q, epoch="ms"):
+    for series in await _per_signal(store, reads, q, list(ids), 1, SIGNAL_BASELINE):
         sid = _id(ids, {k: str(v) for k, v in series.tags.items() if v})
         if sid is None or not series.values:
             continue
@@ -233,18 +255,59 @@ async def _baselines(
     return out
 
 
+async def _per_signal(  # noqa: PLR0917
+    store: TimeSeriesStore,
+    reads: _Reads,
+    q: str,
+    keys: Sequence[tuple[str, str, str]],
+    rows_each: int,
+    what: str,
+) -> list[Series]:
+    """The answer to ``q`` (every signal's, grouped by signal) in one query while the
+    signals ``keys`` fit in ``reads.rows`` at ``rows_each`` rows each and the server does not
+    truncate it; else ``q`` for the signals named, as many at a time as fit. A query that
+    fails (retried once) is left out: logged and counted, its signals start without it."""
+    if len(keys) * rows_each <= reads.rows:
+        try:
+            return await _query(store, reads, q, None)
+        except _Truncated:
+            pass  # signals the catalog no longer names, say
+        except StorageError as exc:
+            reads.failed(what, len(keys), exc)
+            return []
+    out: list[Series] = []
+    pos = 0
+    while pos < len(keys):
+        chunk = keys[pos : pos + max(1, min(QUERY_SIGNALS, reads.rows // rows_each))]
+        # the query's only WHERE is its time range: the signals named before it
+        named = q.replace(" WHERE ", f" WHERE ({_named(chunk)}) AND ", 1)
+        try:
+            out += await _query(store, reads, named, rows_each * len(chunk))
+        except _Truncated:
+            continue  # again, fewer at a time
+        except StorageError as exc:
+            reads.failed(what, len(chunk), exc)
+        pos += len(chunk)
+    return out
+
+
 async def rebuild(
     live: LiveAnalytics, store: TimeSeriesStore, now_ms: int | None = None
 ) -> RebuildReport:
+    """Trails, flat-run baselines and the anomaly engine from InfluxDB. A read that fails
+    (retried once) leaves its signals without that history (logged, counted in the report);
+    the rest of the rebuild goes on."""
     t0 = time.perf_counter()
     now = int(time.time() * 1000) if now_ms is None else now_ms
     ids = _lookup(live)
-    reads = _trail_reads(live)
+    kinds = [i.kind for i in live.index.infos]
+    reads = _Reads()
+    trail_reads = _trail_reads(live)
     trail_points = 0  # points a trail took in
     oldest_newest: dict[SignalKind, int] = {}  # the oldest of the signals' newest buckets
-    for kind, interval, span_ms, into in reads:
+    for kind, interval, span_ms, into in trail_reads:
         found = await _last_per_bucket(
-            store, ids, kind, interval, start_ms=now - span_ms, end_ms=now + 1
+            store, reads, ids, kinds, kind, interval, start_ms=now - span_ms, end_ms=now + 1
         )
         for sid, points in found.items():
             trail = live.trail(sid)
@@ -255,87 +318,175 @@ async def rebuild(
     # GROUP BY time() stamps buckets with their start, while a trail's newest bucket keeps its
     # reading's own time (``trails``): each signal's latest reading, read again with its time
     for kind, since in oldest_newest.items():
-        latest = await _last_per_bucket(store, ids, kind, None, start_ms=since, end_ms=now + 1)
+        latest = await _last_per_bucket(
+            store, reads, ids, kinds, kind, None, start_ms=since, end_ms=now + 1
+        )
         for sid, points in latest.items():
             trail = live.trail(sid)
             if trail is None or not points:
                 continue
             t, v = points[-1]
-            for k, _, span_ms, into in reads:
+            for k, _, span_ms, into in trail_reads:
                 if k is kind and t >= now - span_ms:
                     into(trail)(t, v)  # the bucket's value again: not counted twice
     # what the stuck rule learned before, then what the replayed history adds to it
     live.restore_baselines(
-        await _baselines(store, ids, now - live.settings.stock_history_days * DAY_MS, now + 1)
+        await _baselines(
+            store, reads, ids, now - live.settings.stock_history_days * DAY_MS, now + 1
+        )
     )
     windows = engine_windows(live)
-    engine_points = await _replay(live, store, ids, windows, now)
-    report = RebuildReport(trail_points, engine_points, time.perf_counter() - t0)
+    engine_points = await _replay(live, store, windows, now, reads)
+    report = RebuildReport(
+        trail_points, engine_points, time.perf_counter() - t0,
+        queries=reads.queries, failed_reads=reads.failed_reads,
+        signals_without_history=reads.skipped_signals,
+    )  # fmt: skip
     cut = sum(w.window_ms < w.wanted_ms for w in windows)
     log.info(
-        "live analytics rebuilt from history: %d trail points, %d engine points in %.1fs "
-        "(%d signals, %d of them with less than their model needs: rebuild_max_points %d)",
-        report.trail_points, report.engine_points, report.seconds, len(windows), cut,
-        live.settings.rebuild_max_points,
+        "live analytics rebuilt from history: %d trail points, %d engine points in %.1fs, "
+        "%d queries (%d signals, %d of them with less than their model needs: "
+        "rebuild_max_points %d; %d reads failed, %d signals without engine history)",
+        report.trail_points, report.engine_points, report.seconds, report.queries,
+        len(windows), cut, live.settings.rebuild_max_points, report.failed_reads,
+        report.signals_without_history,
     )  # fmt: skip
     return report
+
+
+@dataclass(slots=True)
+class _Reads:
+    """What the reads of one rebuild learned and counted, shared by its queries."""
+
+    rows: int = QUERY_ROWS  # rows asked per answer (lowered by a truncated one)
+    queries: int = 0
+    failed_reads: int = 0  # queries that failed twice (or could not be asked), left out
+    skipped_signals: int = 0  # signals left without engine history by them
+
+    def failed(self, what: str, signals: int, exc: StorageError) -> None:
+        self.failed_reads += 1
+        log.warning(
+            "rebuild: a read of %s for %d signals failed and is left out (%s); "
+            "the rest of the rebuild goes on", what, signals, exc,
+        )  # fmt: skip
+
+    def truncated(self, asked: int) -> None:
+        """An answer of ``asked`` rows was cut by the server (``max-row-limit``)."""
+        self.rows = min(self.rows, TRUNCATED_ROWS if asked > TRUNCATED_ROWS else asked // 2)
+
+
+class _Truncated(Exception):
+    """The answer was cut by the server: ask again for fewer rows (``_Reads.rows``)."""
+
+
+@dataclass(slots=True)
+class _Wanted:
+    """One signal's raw points as they are read, newest first."""
+
+    sid: int
+    key: tuple[str, str, str]
+    cap: int  # rows at most (its share of the budget)
+    cursor: int  # read down to here: every row at or after it is in ``parts``
+    got: int = 0
+    parts: list[Raw] = field(default_factory=list)  # newest first, each newest first
+
+    def take(self, rows: Raw) -> None:
+        keep = rows[: max(0, self.cap - self.got)]
+        if keep.shape[0]:
+            self.parts.append(keep)
+            self.got += keep.shape[0]
+
+    def oldest_first(self) -> Raw:
+        return np.concatenate([p[::-1] for p in reversed(self.parts)])
+
+
+def row_caps(windows: Sequence[EngineWindow], budget: int) -> list[int]:
+    """Rows read at most of each signal: the points its window holds at its announced period
+    (and one for a reading on the window's edge), and an equal share of what the budget has
+    left beyond those, for signals stored denser than announced (at most ``FOLD_POINTS``
+    of one signal). Their sum is the budget (give or take two rows a signal), whatever
+    is stored."""
+    base = [math.ceil(w.points) + 1 for w in windows]
+    spare = max(0, budget - sum(base)) // max(1, len(windows))
+    return [b + max(0, min(spare, FOLD_POINTS - b)) for b in base]
 
 
 async def _replay(
     live: LiveAnalytics,
     store: TimeSeriesStore,
-    ids: Mapping[tuple[str, str, str], int],
     windows: Sequence[EngineWindow],
     now: int,
+    reads: _Reads,
 ) -> int:
-    """Each signal's window of raw points into the engine, oldest first. Signals of one kind
-    and window are read together, a bounded batch at a time, each folded in one call (so a
-    signal's flat runs are learned whole)."""
-    groups: dict[tuple[SignalKind, int], list[EngineWindow]] = {}
-    for w in windows:
+    """Each signal's window of raw points into the engine, oldest first. Signals of one kind,
+    window and period are read together in batches (``_read_batch``), a few batches at a
+    time; what they read is folded as they complete, signals whole (so their flat runs are
+    learned whole), about ``FOLD_POINTS`` rows a call. A batch whose reads fail twice is
+    skipped (logged and counted); the others go on."""
+    caps = row_caps(windows, live.settings.rebuild_max_points)
+    groups: dict[tuple[SignalKind, int, float], list[tuple[EngineWindow, int]]] = {}
+    for w, cap in zip(windows, caps, strict=True):
         if w.window_ms > 0:
-            groups.setdefault((w.kind, w.window_ms), []).append(w)
+            groups.setdefault((w.kind, w.window_ms, w.period_ms), []).append((w, cap))
     infos = live.index.infos
-    folded = 0
-    for (kind, window_ms), members in sorted(groups.items(), key=lambda g: g[0][1]):
-        for batch in _batches(members):
-            keys = [(infos[b.sid].site, infos[b.sid].gateway, infos[b.sid].signal) for b in batch]
-            periods = [b.period_ms for b in batch]
-            found = await _raw_points(store, ids, kind, keys, now - window_ms, now + 1, periods)
-            if found:
-                folded += _fold(live, found)
+    gate = asyncio.Semaphore(CONCURRENT_QUERIES)
+
+    async def read(
+        kind: SignalKind, start: int, period_ms: float, batch: list[_Wanted]
+    ) -> dict[int, Raw]:
+        async with gate:  # one query at a time per batch: a few batches at a time
+            try:
+                await _read_batch(store, reads, kind, start, now + 1, period_ms, batch)
+            except StorageError as exc:
+                reads.failed(f"{kind.value} raw points", len(batch), exc)
+                reads.skipped_signals += len(batch)
+                return {}
+        return {w.sid: w.oldest_first() for w in batch if w.got}
+
+    tasks = [
+        asyncio.create_task(read(kind, now - window_ms, period_ms, batch))
+        for (kind, window_ms, period_ms), members in sorted(groups.items(), key=lambda g: g[0][1])
+        for batch in _batches(infos, members, now + 1)
+    ]
+    folded, pending, rows = 0, {}, 0
+    try:
+        for done in asyncio.as_completed(tasks):
+            for sid, points in (await done).items():
+                pending[sid] = points
+                rows += points.shape[0]
+                if rows >= FOLD_POINTS:
+                    folded += _fold(live, pending)
+                    pending, rows = {}, 0
+        if pending:
+            folded += _fold(live, pending)
+    finally:  # a fold that raised (a bug): no read left running behind it
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
     return folded
 
 
-def _batches(members: Sequence[EngineWindow]) -> Iterator[list[EngineWindow]]:
-    """Runs of ``members`` of at most ``FOLD_POINTS`` expected points and ``QUERY_SIGNALS``
-    signals (one signal alone may expect more)."""
-    batch: list[EngineWindow] = []
-    points = 0.0
-    for w in members:
-        if batch and (points + w.points > FOLD_POINTS or len(batch) >= QUERY_SIGNALS):
+def _batches(
+    infos: Sequence[SeriesInfo], members: Sequence[tuple[EngineWindow, int]], end_ms: int
+) -> Iterator[list[_Wanted]]:
+    """Runs of ``members`` of at most ``QUERY_SIGNALS`` signals and ``BATCH_ROWS`` rows by
+    their caps (one signal alone may have more)."""
+    batch: list[_Wanted] = []
+    rows = 0
+    for w, cap in members:
+        if batch and (rows + cap > BATCH_ROWS or len(batch) >= QUERY_SIGNALS):
             yield batch
-            batch, points = [], 0.0
-        batch.append(w)
-        points += w.points
+            batch, rows = [], 0
+        info = infos[w.sid]
+        batch.append(_Wanted(w.sid, (info.site, info.gateway, info.signal), cap, end_ms))
+        rows += cap
     if batch:
         yield batch
 
 
-async def _raw_points(  # noqa: PLR0917
-    store: TimeSeriesStore,
-    ids: Mapping[tuple[str, str, str], int],
-    kind: SignalKind,
-    keys: Sequence[tuple[str, str, str]],
-    start_ms: int,
-    end_ms: int,
-    periods_ms: Sequence[float],
-) -> RawSlices:
-    """The raw values of ``keys`` (announced every ``periods_ms``) in ``[start_ms, end_ms)``,
-    in time slices of about ``QUERY_POINTS`` expected points and at most ``SERIES_POINTS``
-    per signal; a slice the server truncates all the same (``max-row-limit``: too many
-    points of one signal) is read again in halves."""
-    named = " OR ".join(
+def _named(keys: Iterable[tuple[str, str, str]]) -> str:
+    """``(site = .. AND gateway = .. AND signal = ..) OR ...``: the signals ``keys``."""
+    return " OR ".join(
         "("
         + " AND ".join(
             f"{influxql.quote_ident(t, 'tag key')} = {influxql.quote_literal(v)}"
@@ -344,41 +495,144 @@ async def _raw_points(  # noqa: PLR0917
         + ")"
         for key in keys
     )
-    group = ", ".join(influxql.quote_ident(t, "tag key") for t in _IDENTITY)
-    head = (
-        f"SELECT {influxql.quote_ident('value', 'field')} "  # noqa: S608 - identifiers quoted
-        f"FROM {influxql.source(kind.value)} WHERE ({named})"
-    )
-    rate = sum(1.0 / p for p in periods_ms)  # expected points per ms
-    step = max(MIN_SLICE_MS, int(min(QUERY_POINTS / rate, SERIES_POINTS * min(periods_ms))))
-    gate = asyncio.Semaphore(CONCURRENT_QUERIES)
 
-    async def read(lo: int, hi: int) -> list[Series]:
-        q = (
-            f"{head} AND time >= {influxql.time_literal(lo)} "
-            f"AND time < {influxql.time_literal(hi)} GROUP BY {group}"
-        )
+
+async def _query(store: TimeSeriesStore, reads: _Reads, q: str, asked: int | None) -> list[Series]:
+    """``q``, asked to answer at most ``asked`` rows (None: not known); a failure (a
+    timeout, the store down) is retried once, a truncated answer raises :class:`_Truncated`
+    (ask for fewer)."""
+    for attempt in (1, 2):
+        reads.queries += 1
         try:
-            async with gate:
-                return await store.query(q, epoch="ms")
+            return await store.query(q, epoch="ms")
         except QueryError as exc:
-            if "truncated" not in str(exc) or hi - lo <= MIN_SLICE_MS:
+            if "truncated" not in str(exc):
                 raise
-        mid = lo + (hi - lo) // 2
-        return await read(lo, mid) + await read(mid, hi)  # the older half first
+            if asked is not None:
+                reads.truncated(asked)
+                if reads.rows < 1:
+                    raise
+            raise _Truncated from exc
+        except StoreUnavailable:
+            if attempt == 2:
+                raise
+            await asyncio.sleep(RETRY_DELAY_S)
+    raise AssertionError("unreachable")  # pragma: no cover
 
-    # slices read a few at a time (the server works on one while this process decodes
-    # another), folded oldest first
-    answers = await asyncio.gather(
-        *(read(lo, min(lo + step, end_ms)) for lo in range(start_ms, end_ms, step))
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    """One signal's rows in an answer, newest first."""
+
+    given: int  # rows the server gave (numbers or not)
+    oldest_ms: int  # the time of the oldest of them
+    raw: Raw  # its numbers
+
+
+async def _newest(  # noqa: PLR0917
+    store: TimeSeriesStore,
+    reads: _Reads,
+    kind: SignalKind,
+    wanted: Sequence[_Wanted],
+    start_ms: int,
+    end_ms: int,
+    limit: int,
+) -> dict[tuple[str, str, str], _Answer]:
+    """The newest ``limit`` raw rows of each of ``wanted`` in ``[start_ms, end_ms)``."""
+    group = ", ".join(influxql.quote_ident(t, "tag key") for t in _IDENTITY)
+    q = (
+        f"SELECT {influxql.quote_ident('value', 'field')} "  # noqa: S608 - identifiers quoted
+        f"FROM {influxql.source(kind.value)} WHERE ({_named(w.key for w in wanted)}) "
+        f"AND time >= {influxql.time_literal(start_ms)} "
+        f"AND time < {influxql.time_literal(end_ms)} "
+        f"GROUP BY {group} ORDER BY time DESC LIMIT {limit}"
     )
-    found: RawSlices = {}
-    for answer in answers:
-        for series in answer:
-            sid = _id(ids, {k: str(v) for k, v in series.tags.items() if v})
-            if sid is not None and series.values:
-                found.setdefault(sid, []).append(_raw_array(series))
-    return found
+    out: dict[tuple[str, str, str], _Answer] = {}
+    for series in await _query(store, reads, q, limit * len(wanted)):
+        if not series.values:
+            continue
+        tags = {k: str(v) for k, v in series.tags.items() if v}
+        key = (tags.get("site", ""), tags.get("gateway", ""), tags.get("signal", ""))
+        oldest = int(series.values[-1][series.columns.index("time")])
+        out[key] = _Answer(len(series.values), oldest, _raw_array(series))
+    return out
+
+
+_NONE = _Answer(0, 0, _EMPTY)
+
+
+async def _read_batch(  # noqa: PLR0917
+    store: TimeSeriesStore,
+    reads: _Reads,
+    kind: SignalKind,
+    start_ms: int,
+    end_ms: int,
+    period_ms: float,
+    batch: Sequence[_Wanted],
+) -> None:
+    """The raw points of ``batch`` (announced every ``period_ms``) in ``[start_ms, end_ms)``,
+    newest first, each signal's up to its cap.
+
+    The signals are read together, a time slice at a time, newest first, each answer asking
+    at most ``reads.rows`` rows in all (a ``LIMIT`` per signal: influxd's ``max-row-limit``
+    counts the whole answer). A slice is sized by the rows the signals gave in the previous
+    one (the first by their period) to fill about ``FILL`` of that limit, so an answer is
+    never truncated and a signal sparser than announced takes few queries. A signal that
+    filled its limit (denser than the others) is read on its own afterwards from where its
+    rows stopped; when many did, the slice was too long and is read again shorter.
+    """
+    group = list(batch)
+    hi = end_ms
+    step = 0.0
+    alone: list[_Wanted] = []
+    while group:
+        rows = reads.rows
+        if len(group) > rows:  # a server answering fewer rows than signals named
+            alone += group[rows:]
+            group = group[:rows]
+        each = rows // len(group)
+        limit = min(each, max(w.cap - w.got for w in group))
+        step = step or FILL * each * period_ms
+        lo = max(start_ms, hi - max(1, int(step)))
+        try:
+            found = await _newest(store, reads, kind, group, lo, hi, limit)
+        except _Truncated:
+            continue
+        # those the limit cut short of the slice and of their cap
+        cut = {id(w) for w in group if _cut(w, found.get(w.key, _NONE), limit)}
+        if 4 * len(cut) > len(group) and hi - lo > 1:  # many: the slice was too long
+            step = FILL * min(hi - found[w.key].oldest_ms for w in group if id(w) in cut)
+            continue
+        rest, densest = [], 0.0
+        for w in group:
+            a = found.get(w.key, _NONE)
+            w.take(a.raw)
+            if id(w) in cut:  # read on its own from its oldest row given
+                w.cursor = a.oldest_ms
+                alone.append(w)
+            elif w.got < w.cap and lo > start_ms:
+                w.cursor = lo
+                rest.append(w)
+                densest = max(densest, a.given / (hi - lo))
+        group, hi = rest, lo
+        if group:
+            fits = FILL * (reads.rows // len(group)) / densest if densest else math.inf
+            step = min(4 * step, fits)
+    for w in alone:
+        while w.got < w.cap and w.cursor > start_ms:
+            limit = min(reads.rows, w.cap - w.got)
+            try:
+                found = await _newest(store, reads, kind, [w], start_ms, w.cursor, limit)
+            except _Truncated:
+                continue
+            a = found.get(w.key, _NONE)
+            w.take(a.raw)
+            w.cursor = a.oldest_ms if a.given >= limit else start_ms
+
+
+def _cut(w: _Wanted, a: _Answer, limit: int) -> bool:
+    """Whether ``a`` (asked for ``limit`` rows) left out rows of ``w`` it still wants."""
+    return a.given >= limit and a.raw.shape[0] < w.cap - w.got
 
 
 def _raw_array(series: Series) -> Raw:
@@ -400,10 +654,10 @@ def _raw_array(series: Series) -> Raw:
     return np.array(kept, dtype=np.float64).reshape(-1, 2)
 
 
-def _fold(live: LiveAnalytics, found: RawSlices) -> int:
-    """Points of several signals (each's slices oldest first) into the engine in one call."""
+def _fold(live: LiveAnalytics, found: Mapping[int, Raw]) -> int:
+    """Points of several signals (each's oldest first) into the engine in one call."""
     sids = sorted(found)
-    parts = [np.concatenate(found[sid]) for sid in sids]
+    parts = [found[sid] for sid in sids]
     for k, part in enumerate(parts):
         if part.shape[0] > 1 and (np.diff(part[:, 0]) < 0).any():
             parts[k] = part[np.argsort(part[:, 0], kind="stable")]

@@ -126,8 +126,9 @@ async def test_the_point_budget_cuts_what_is_replayed(influx_store: InfluxStore)
 
 
 async def test_a_signal_denser_than_announced_is_read_whole(influx_store: InfluxStore) -> None:
-    """Announced every 10 min but stored every 10 s: one slice holds more of it than the
-    server answers at once (max-row-limit), and is read again in halves, all of it."""
+    """Announced every 10 min but stored every 10 s (60 times its announced points): within
+    a budget with room to spare, its cap (its points and a share of what is left) takes all
+    of its window (``test_live_history_reads`` caps it under a tight budget)."""
     live = LiveAnalytics()
     live.on_birth(
         SITE,
