@@ -2,7 +2,8 @@
 
 A thin shell around :class:`outbox.OutboxPolicy`. It sleeps until the earliest due
 notification or until :meth:`Dispatcher.wake` is called (the service does that after each
-enqueue), so a new alert goes out at once and an idle outbox costs nothing.
+enqueue), so a new alert goes out at once and an idle outbox costs nothing. Each channel has
+its own ``concurrency`` send slots: a channel whose sends are slow never delays another's.
 """
 
 from __future__ import annotations
@@ -70,11 +71,20 @@ class Dispatcher:
         self.clock = clock
         self.rand = rand
         self.max_idle_s = max_idle_s
-        self._slots = asyncio.Semaphore(concurrency)
+        self.concurrency = concurrency
+        self._slots: dict[str, asyncio.Semaphore] = {}  # per channel
         self._wake = asyncio.Event()
 
     def wake(self) -> None:
         self._wake.set()
+
+    def _slot(self, channel: str) -> asyncio.Semaphore:
+        """Each channel has its own ``concurrency`` send slots, so a slow channel (a broker
+        that is down, an SMTP server that hangs) never holds up the others."""
+        slots = self._slots.get(channel)
+        if slots is None:
+            slots = self._slots[channel] = asyncio.Semaphore(self.concurrency)
+        return slots
 
     async def run_once(self, now_ms: int | None = None) -> DispatchReport:
         """One pass over what is due now (tests drive time through ``now_ms``)."""
@@ -116,7 +126,7 @@ class Dispatcher:
                     f"no sink for channel {n.channel!r}",
                     channel=n.channel, recipient=n.recipient, retryable=False,
                 )  # fmt: skip
-            async with self._slots:
+            async with self._slot(n.channel):
                 await sink.send(n)
         except DeliveryError as exc:
             outcome = self.policy.failed(n, exc, now, self.rand())

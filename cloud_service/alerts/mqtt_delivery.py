@@ -23,10 +23,19 @@ On every (re)connect the link rebuilds the book from the broker: it subscribes t
 retained ``alerts/+``, ``alert-index`` and ``state`` topics of every gateway, then publishes a
 marker to its own ``alert-sync`` topic; the broker delivers the retained messages of a
 subscription before a message published after it, so when the marker comes back the book is
-complete (no timing guess). Until then alert notifications wait (:meth:`MqttAlertLink.wait_synced`).
-Then every gateway whose retained index differs from the book gets a fresh one, including
-gateways seen only by their ``state`` (so a gateway that held alerts from before indexes
-existed learns that they are gone).
+complete (no timing guess). Then every open alert of the lifecycle (``plant_alerts``) that the
+broker does not retain (it lost it: restarted inside its autosave window, or wiped) is
+republished, before any index could omit it; every index is checked the same way before it
+is published. Only then may notifications publish, and every gateway whose retained index
+differs from the book gets a fresh one, including gateways seen only by their ``state`` (so a
+gateway that held alerts from before indexes existed learns that they are gone).
+
+A notification waits only while a sync is running (:meth:`MqttAlertLink.ready`): when the link
+is not connected, or the broker refused the sync (the marker's PUBACK or a SUBACK carries a
+failure reason code, or the marker never comes back), it fails at once and the outbox retries
+it; a refused sync is logged at ERROR with the topic and the cause. Each alert state and index
+carries the user property :data:`LINK_PROPERTY`; one published live by anyone else means a
+second alert link on the prefix, logged at ERROR.
 
 Acknowledgements arrive on ``{prefix}/+/+/alert-acks`` (QoS 1, persistent session, so acks
 sent while the cloud was down are queued by the broker) and are PUBACKed only after the
@@ -40,12 +49,14 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 import msgspec
 import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from cloud_service.alerts.errors import AlertError, DeliveryError
 from cloud_service.alerts.outbox import Notification
@@ -62,11 +73,21 @@ log = logging.getLogger(__name__)
 AckHandler = Callable[[AlertAck, str, str], Awaitable[object]]  # (ack, site, gateway)
 CLOSED_KIND: Final = "alert.closed"
 _PUBLISH_TIMEOUT_S: Final = 10.0
-#: How long a notification waits for the book to be rebuilt after a connect before it is
-#: retried by the outbox.
+#: How long a notification waits for a running sync (the book being rebuilt after a connect)
+#: before it is retried by the outbox; it does not wait at all when the link is not connected.
 _SYNC_TIMEOUT_S: Final = 10.0
+#: How long the sync marker may take to come back before the sync is reported as failed.
+_MARKER_TIMEOUT_S: Final = 30.0
+_MARKER_BACKOFF_MAX_S: Final = 60
+#: A repeated error (refused sync, another link on the prefix) is logged at most this often.
+_ERROR_EVERY_S: Final = 300.0
+#: MQTT 5 user property naming the alert link that published an alert state or index.
+LINK_PROPERTY: Final = "flightdeck-alert-link"
 
 GatewayKey = tuple[str, str]  # (site, gateway)
+#: The lifecycle's open alerts the plant must hold, per gateway, in their current wire state
+#: (all gateways, or only the one given): ``AlertService.plant_alerts``.
+PlantAlerts = Callable[[GatewayKey | None], Mapping[GatewayKey, Sequence[Alert]]]
 
 
 def alert_topic(scheme: TopicScheme, site: str, gateway: str, alert_id: str) -> str:
@@ -149,9 +170,54 @@ class IndexBook:
     def open_alerts(self, key: GatewayKey) -> dict[str, int]:
         return dict(self._book(key).alerts)
 
+    def missing(self, key: GatewayKey, plant: Iterable[Alert]) -> list[Alert]:
+        """Of ``plant`` (the alerts of ``key`` the lifecycle holds open), those the broker does
+        not retain (it lost them: restarted inside its autosave window, or wiped): each must
+        be republished before any index of ``key``, which would otherwise omit it."""
+        book = self._gateways.get(key)
+        held = {} if book is None else book.alerts
+        return [a for a in plant if a.id not in held and not a.closed]
+
     def retained_index(self, key: GatewayKey) -> AlertIndex | None:
         book = self._gateways.get(key)
         return None if book is None else book.retained
+
+
+class ErrorGate:
+    """Which of a repeated error to log (pure): the first of each kind, then at most one per
+    ``every_s`` (a broker that refuses the link on every reconnect must not flood the log)."""
+
+    def __init__(self, every_s: float) -> None:
+        self.every_s = every_s
+        self._last: dict[str, float] = {}
+
+    def allow(self, what: str, now_s: float) -> bool:
+        last = self._last.get(what)
+        if last is not None and now_s - last < self.every_s:
+            return False
+        self._last[what] = now_s
+        return True
+
+    def forget(self) -> None:
+        self._last.clear()
+
+
+def marker_delay_s(refusals: int) -> float:
+    """How long to wait after a connect before sending the sync marker, after ``refusals``
+    consecutive refused or unanswered ones: at once first, then 1, 2, 4 … up to 60 s (a broker
+    that drops the connection on a refused publish would otherwise be redialled every second)."""
+    if refusals <= 0:
+        return 0.0
+    return float(min(2 ** (refusals - 1), _MARKER_BACKOFF_MAX_S))
+
+
+def publisher_of(msg: mqtt.MQTTMessage) -> str | None:
+    """The alert link that published ``msg`` (its :data:`LINK_PROPERTY`), if it says."""
+    props = getattr(msg, "properties", None)
+    for name, value in getattr(props, "UserProperty", None) or ():
+        if name == LINK_PROPERTY:
+            return str(value)
+    return None
 
 
 class MqttAlertLink:
@@ -163,28 +229,52 @@ class MqttAlertLink:
         settings: MqttAlertSettings,
         on_ack: AckHandler,
         *,
+        plant_alerts: PlantAlerts | None = None,
         retry_s: float = 1.0,
         clock: Callable[[], int] = wall_ms,
+        marker_timeout_s: float = _MARKER_TIMEOUT_S,
     ) -> None:
         self.mqtt_settings = mqtt_settings
         self.scheme = TopicScheme(mqtt_settings.topic_prefix)
         self.on_ack = on_ack
+        #: the lifecycle's open alerts the plant must hold (``AlertService.plant_alerts``);
+        #: None: nothing is republished (tests of the wire alone)
+        self.plant_alerts = plant_alerts
         self.retry_s = retry_s
         self.clock = clock
+        self.marker_timeout_s = marker_timeout_s
         self._decoder = MessageDecoder(AlertAck)
         self._alert_decoder = MessageDecoder(Alert)
         self._index_decoder = MessageDecoder(AlertIndex)
         client_id = settings.client_id or f"{mqtt_settings.client_id}-alerts"
+        self.link_id = client_id
         self.sync_topic = f"{self.scheme.prefix}/alert-sync/{client_id}"
         self.book = IndexBook()
         self._sync_token = ""
+        self._last_problem: str | None = None
         self._synced = asyncio.Event()
+        self._changed = asyncio.Event()  # set (and replaced) on every change of the sync state
+        #: why the current connection cannot sync (the broker refused the marker or a
+        #: subscription, or the marker never came back); None while it may still
+        self.sync_problem: str | None = None
+        self._refusals = 0  # consecutive connections whose sync was refused
+        self._marker_mid: int | None = None
+        self._sub_mid: int | None = None
+        self._marker_timer: asyncio.TimerHandle | None = None
+        self._publish_refused: dict[int, str] = {}  # mid -> reason code of a failed PUBACK
+        self._errors = ErrorGate(_ERROR_EVERY_S)
+        self._props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        self._props.UserProperty = (LINK_PROPERTY, self.link_id)
         self._tasks: set[asyncio.Task[None]] = set()
         self.indexes_published = 0
+        self.states_restored = 0  # open alerts republished because the broker had lost them
+        self.foreign_seen = 0  # alert states or indexes published live by another client
         self.client = make_client(mqtt_settings, client_id=client_id, manual_ack=True)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
+        self.client.on_subscribe = self._on_subscribe
+        self.client.on_publish = self._on_publish
         self._loop: asyncio.AbstractEventLoop | None = None
         self._inbox: asyncio.Queue[mqtt.MQTTMessage] = asyncio.Queue()
         self._connected = asyncio.Event()
@@ -197,12 +287,10 @@ class MqttAlertLink:
             log.error("alerts MQTT connect refused: %s", reason)
             return
         # Rebuild the index book: the retained alert states, indexes and gateway states, then
-        # a marker that comes back after all of them (see the module docstring).
+        # a marker (sent by the loop, see ``_begin_sync``) that comes back after all of them.
         token = secrets.token_hex(8)
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._begin_sync, token)
         s = self.scheme
-        client.subscribe(
+        _rc, sub_mid = client.subscribe(
             [
                 (s.subscription(Channel.ALERT_ACKS), 1),
                 (s.subscription(Channel.ALERTS) + "/+", 1),
@@ -211,15 +299,27 @@ class MqttAlertLink:
                 (self.sync_topic, 1),
             ]
         )
-        client.publish(self.sync_topic, token.encode(), qos=1)
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._connected.set)
+        if self._loop is not None:  # in this order: the SUBACK is handled after it
+            self._loop.call_soon_threadsafe(self._begin_sync, token, sub_mid)
 
     def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         log.warning("alerts MQTT disconnected: %s", reason)
         if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._connected.clear)
-            self._loop.call_soon_threadsafe(self._synced.clear)
+            self._loop.call_soon_threadsafe(self._lost)
+
+    def _on_subscribe(self, _c: mqtt.Client, _u: Any, mid: int, codes: Any, _p: Any) -> None:
+        refused = [(i, str(c)) for i, c in enumerate(codes) if c.is_failure]
+        if refused and self._loop is not None:
+            self._loop.call_soon_threadsafe(self._subscriptions_refused, mid, refused)
+
+    def _on_publish(self, _c: mqtt.Client, _u: Any, mid: int, reason: Any, _p: Any) -> None:
+        # Runs before paho marks the message published, so ``publish`` sees the reason.
+        if reason.is_failure:
+            self._publish_refused[mid] = str(reason)
+            if self._loop is not None:
+                self._loop.call_soon_threadsafe(self._marker_refused, mid, str(reason))
+        else:
+            self._publish_refused.pop(mid, None)
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
         if self._loop is None:
@@ -229,19 +329,126 @@ class MqttAlertLink:
         else:  # the book's messages are handled in their order, between connects
             self._loop.call_soon_threadsafe(self._on_book_message, msg)
 
-    # the index book (on the event loop) ------------------------------------------------------
-    def _begin_sync(self, token: str) -> None:
-        self._sync_token = token
-        self._synced.clear()
-        self.book = IndexBook()
+    # the sync state (on the event loop) ------------------------------------------------------
+    def _changed_now(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
 
+    def _begin_sync(self, token: str, sub_mid: int | None) -> None:
+        self._sync_token = token
+        self._sub_mid = sub_mid
+        self._marker_mid = None
+        self._synced.clear()
+        self.sync_problem = None
+        self.book = IndexBook()
+        self._connected.set()
+        self._changed_now()
+        self._cancel_marker_timer()
+        delay = marker_delay_s(self._refusals)
+        if delay > 0:
+            log.info("alert sync marker in %.0f s (refused %d times)", delay, self._refusals)
+            self.sync_problem = self._last_problem
+        assert self._loop is not None
+        self._marker_timer = self._loop.call_later(delay, self._send_marker, token)
+
+    def _send_marker(self, token: str) -> None:
+        """Publish the sync marker (after the subscriptions, which were sent at connect) and
+        give it ``marker_timeout_s`` to come back."""
+        self._marker_timer = None
+        if token != self._sync_token or not self._connected.is_set() or self._synced.is_set():
+            return
+        if self._marker_mid is None:  # the first marker of this connection: a sync is running
+            self.sync_problem = None  # (one sent again after a lost one keeps the problem)
+            self._changed_now()
+        info = self.client.publish(self.sync_topic, token.encode(), qos=1)
+        self._marker_mid = info.mid
+        assert self._loop is not None
+        self._marker_timer = self._loop.call_later(self.marker_timeout_s, self._marker_lost, token)
+
+    def _cancel_marker_timer(self) -> None:
+        if self._marker_timer is not None:
+            self._marker_timer.cancel()
+            self._marker_timer = None
+
+    def _marker_refused(self, mid: int, reason: str) -> None:
+        if mid != self._marker_mid or self._synced.is_set():
+            return  # a refused alert publication: ``publish`` raises it to its caller
+        self._marker_mid = None
+        self._sync_refused(
+            f"the broker refused the sync marker published on {self.sync_topic} ({reason})"
+        )
+
+    def _subscriptions_refused(self, mid: int, refused: list[tuple[int, str]]) -> None:
+        if mid != self._sub_mid:
+            return
+        topics = [
+            self.scheme.subscription(Channel.ALERT_ACKS),
+            self.scheme.subscription(Channel.ALERTS) + "/+",
+            self.scheme.subscription(Channel.ALERT_INDEX),
+            self.scheme.subscription(Channel.STATE),
+            self.sync_topic,
+        ]
+        what = ", ".join(f"{topics[i]} ({reason})" for i, reason in refused)
+        book = [i for i, _ in refused if i > 0]
+        if not book:  # only the acks: alerts still go out, acknowledgements do not come in
+            if self._errors.allow("acks-refused", time.monotonic()):
+                log.error(
+                    "alerts MQTT: the broker refused the subscription to %s: plant "
+                    "acknowledgements will not arrive; grant the cloud's user read access "
+                    "(docs/protocol.md, broker ACLs)",
+                    what,
+                )
+            return
+        self._sync_refused(f"the broker refused the subscription to {what}")
+
+    def _marker_lost(self, token: str) -> None:
+        self._marker_timer = None
+        if token != self._sync_token or self._synced.is_set() or not self._connected.is_set():
+            return
+        self._sync_refused(
+            f"the sync marker published on {self.sync_topic} did not come back within "
+            f"{self.marker_timeout_s:.0f} s (no read access to it?)",
+            resend=True,
+        )
+
+    def _sync_refused(self, problem: str, *, resend: bool = False) -> None:
+        """The index book cannot be rebuilt on this connection: say why, loudly, and fail alert
+        publications at once with that reason until a sync succeeds."""
+        self._cancel_marker_timer()
+        self._refusals += 1
+        self.sync_problem = self._last_problem = problem
+        self._changed_now()
+        if self._errors.allow(problem, time.monotonic()):
+            log.error(
+                "alerts MQTT: %s; alerts are not sent to the plant until the link can sync: "
+                "the cloud's user needs read and write access to %s/alert-sync/# and read "
+                "access to the alerts/+, alert-index and state topics (docs/protocol.md, "
+                "broker ACLs)",
+                problem,
+                self.scheme.prefix,
+            )
+        if resend and self._loop is not None:  # the same connection: try the marker again
+            delay = max(marker_delay_s(self._refusals), 1.0)
+            self._marker_timer = self._loop.call_later(delay, self._send_marker, self._sync_token)
+
+    def _lost(self) -> None:
+        self._cancel_marker_timer()
+        self._connected.clear()
+        self._synced.clear()
+        self._changed_now()
+
+    # the index book (on the event loop) ------------------------------------------------------
     def _on_book_message(self, msg: mqtt.MQTTMessage) -> None:
         self.client.ack(msg.mid, msg.qos)
         payload = bytes(msg.payload)
         if msg.topic == self.sync_topic:
-            if payload.decode(errors="replace") == self._sync_token and not self._synced.is_set():
-                self._synced.set()
-                self._spawn(self._publish_stale())
+            if (
+                payload.decode(errors="replace") == self._sync_token
+                and not self._synced.is_set()
+                and self._connected.is_set()
+            ):
+                self._cancel_marker_timer()
+                self._spawn(self._finish_sync(self.book))
             return
         try:
             address = self.scheme.parse(msg.topic)
@@ -249,20 +456,84 @@ class MqttAlertLink:
             if address.channel == Channel.STATE:
                 if self.book.seen_gateway(key) and self._synced.is_set():
                     self._spawn(self._publish_stale())
-            elif self._synced.is_set() or not msg.retain:
-                return  # our own publications echoed: the book already knows them
-            elif address.channel == Channel.ALERTS and address.alert_id is not None:
-                alert = self._alert_decoder.decode(payload)
-                self.book.load_alert(key, address.alert_id, alert.rev)
+                return
+            if not msg.retain:  # published live: ours (echoed), or another link's
+                publisher = publisher_of(msg)
+                if publisher != self.link_id:
+                    self._foreign(msg.topic, publisher)
+                return
+            if self._synced.is_set():
+                return  # replayed at a re-subscription: the book already knows them
+            if address.channel == Channel.ALERTS and address.alert_id is not None:
+                if payload:
+                    alert = self._alert_decoder.decode(payload)
+                    self.book.load_alert(key, address.alert_id, alert.rev)
             elif address.channel == Channel.ALERT_INDEX:
                 self.book.load_index(key, self._index_decoder.decode(payload))
         except ContractError as exc:
             log.warning("alerts MQTT: ignoring retained %s: %s", msg.topic, exc)
 
+    def _foreign(self, topic: str, publisher: str | None) -> None:
+        """An alert state or index this link did not publish: another alert link (or an older
+        cloud) publishes on the same prefix, and each one's indexes omit the other's alerts."""
+        self.foreign_seen += 1
+        who = f"alert link {publisher!r}" if publisher else "a client that does not say which"
+        if self._errors.allow(f"foreign:{publisher}", time.monotonic()):
+            log.error(
+                "alerts MQTT: %s was published by %s, not by this link (%r): two alert links "
+                "share the topic prefix %s, and the plant drops the alerts of the one whose "
+                "index came last; run one alert link per prefix (docs/alerts.md)",
+                topic,
+                who,
+                self.link_id,
+                self.scheme.prefix,
+            )
+
     def _spawn(self, coro: Awaitable[None]) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _finish_sync(self, book: IndexBook) -> None:
+        """The book is complete: republish every open alert the broker has lost (its current
+        state, retained) before anything can publish an index without it, then let
+        notifications through and publish the stale indexes."""
+        delay = self.retry_s
+        while book is self.book and self._connected.is_set():
+            try:
+                for key, alerts in sorted(self._plant_alerts(None).items()):
+                    for alert in book.missing(key, alerts):
+                        await self._restore(key, book, alert)
+            except DeliveryError as exc:
+                log.warning("open alerts not republished after the sync: %s; again in %.0f s",
+                            exc, delay)  # fmt: skip
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+                continue
+            if book is not self.book:
+                return
+            self._refusals = 0
+            self._last_problem = None
+            self.sync_problem = None
+            self._synced.set()
+            self._changed_now()
+            await self._publish_stale()
+            return
+
+    def _plant_alerts(self, key: GatewayKey | None) -> Mapping[GatewayKey, Sequence[Alert]]:
+        if self.plant_alerts is None:
+            return {}
+        try:
+            return self.plant_alerts(key)
+        except Exception as exc:  # not started yet: no index may be published meanwhile
+            raise DeliveryError(f"open alerts unknown: {exc!r}", channel="mqtt",
+                                recipient=self.sync_topic, retryable=True) from exc  # fmt: skip
+
+    async def _restore(self, key: GatewayKey, book: IndexBook, alert: Alert) -> None:
+        log.warning("alert %s of %s/%s is open but not retained on the broker (lost?): "
+                    "republishing its current state", alert.id, *key)  # fmt: skip
+        await self._publish_state(key, book, alert)
+        self.states_restored += 1
 
     async def _publish_stale(self) -> None:
         """Publish the index of every gateway whose retained index is not the book's."""
@@ -275,30 +546,61 @@ class MqttAlertLink:
                 return
 
     async def wait_synced(self, timeout_s: float) -> None:
-        """Wait until the index book is rebuilt after a connect (DeliveryError if not)."""
+        """Wait until the index book is rebuilt after a connect, through reconnects
+        (DeliveryError if not in time)."""
         try:
             await asyncio.wait_for(self._synced.wait(), timeout_s)
         except TimeoutError:
             raise DeliveryError("alert index not rebuilt yet", channel="mqtt",
                                 recipient=self.sync_topic, retryable=True) from None  # fmt: skip
 
-    async def publish_index(self, key: GatewayKey, book: IndexBook) -> None:
-        """Publish ``key``'s index from ``book``, unless a reconnect replaced the book meanwhile
-        (it may be incomplete still, and it knows nothing of what was sent with the old one:
-        DeliveryError, so the caller's notification is sent again)."""
+    async def ready(self, timeout_s: float) -> None:
+        """Return once alerts may be published: at once if the book is synced; DeliveryError
+        at once when not connected or when the sync was refused (the outbox retries later);
+        wait (at most ``timeout_s``) only while a sync is running."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while not self._synced.is_set():
+            if not self._connected.is_set() or not self.client.is_connected():
+                raise DeliveryError("MQTT not connected", channel="mqtt",
+                                    recipient=self.sync_topic, retryable=True)  # fmt: skip
+            if self.sync_problem is not None:
+                raise DeliveryError(f"alert index cannot be rebuilt: {self.sync_problem}",
+                                    channel="mqtt", recipient=self.sync_topic,
+                                    retryable=True)  # fmt: skip
+            changed = self._changed
+            remaining = deadline - loop.time()
+            try:
+                if remaining <= 0:
+                    raise TimeoutError
+                await asyncio.wait_for(changed.wait(), remaining)
+            except TimeoutError:
+                err = "alert index not rebuilt yet"
+                raise DeliveryError(err, channel="mqtt", recipient=self.sync_topic,
+                                    retryable=True) from None  # fmt: skip
+
+    def _check_book(self, key: GatewayKey, book: IndexBook) -> None:
         if book is not self.book or not self._synced.is_set():
             raise DeliveryError("reconnected meanwhile: alert index rebuilt", channel="mqtt",
                                 recipient=f"{key[0]}/{key[1]}", retryable=True)  # fmt: skip
+
+    async def publish_index(self, key: GatewayKey, book: IndexBook) -> None:
+        """Publish ``key``'s index from ``book``, unless a reconnect replaced the book meanwhile
+        (it may be incomplete still, and it knows nothing of what was sent with the old one:
+        DeliveryError, so the caller's notification is sent again). An open alert of the
+        gateway that the book does not list (the broker lost it) is republished first: an
+        index never omits an alert the lifecycle holds open."""
+        self._check_book(key, book)
+        for alert in book.missing(key, self._plant_alerts(key).get(key, ())):
+            await self._restore(key, book, alert)
+            self._check_book(key, book)
         index = book.index(key, self.clock())
         topic = self.scheme.topic(key[0], key[1], Channel.ALERT_INDEX)
         await self.publish(topic, encode(index), retain=True)
         book.published_index(key, index)
         self.indexes_published += 1
 
-    async def publish_alert(self, key: GatewayKey, alert: Alert) -> None:
-        """Publish one alert state for the plant (numbered), then the gateway's index."""
-        await self.wait_synced(_SYNC_TIMEOUT_S)
-        book = self.book
+    async def _publish_state(self, key: GatewayKey, book: IndexBook, alert: Alert) -> None:
         rev = book.next_rev(key, self.clock())
         payload = encode(msgspec.structs.replace(alert, rev=rev))
         topic = alert_topic(self.scheme, key[0], key[1], alert.id)
@@ -311,6 +613,12 @@ class MqttAlertLink:
         else:
             book.retained_state(key, alert.id, rev)
             await self.publish(topic, payload, retain=True)
+
+    async def publish_alert(self, key: GatewayKey, alert: Alert) -> None:
+        """Publish one alert state for the plant (numbered), then the gateway's index."""
+        await self.ready(_SYNC_TIMEOUT_S)
+        book = self.book
+        await self._publish_state(key, book, alert)
         await self.publish_index(key, book)
 
     # asyncio side ----------------------------------------------------------------------------
@@ -339,8 +647,7 @@ class MqttAlertLink:
             await asyncio.gather(*tasks, return_exceptions=True)
             self.client.disconnect()
             self.client.loop_stop()
-            self._connected.clear()
-            self._synced.clear()
+            self._lost()
 
     async def wait_connected(self, timeout_s: float) -> None:
         await asyncio.wait_for(self._connected.wait(), timeout_s)
@@ -385,7 +692,7 @@ class MqttAlertLink:
         if not self.client.is_connected():
             raise DeliveryError("MQTT not connected", channel="mqtt", recipient=topic,
                                 retryable=True)  # fmt: skip
-        info = self.client.publish(topic, payload, qos=1, retain=retain)
+        info = self.client.publish(topic, payload, qos=1, retain=retain, properties=self._props)
         if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_AGAIN):
             raise DeliveryError(f"MQTT publish refused: {mqtt.error_string(info.rc)}",
                                 channel="mqtt", recipient=topic, retryable=True)  # fmt: skip
@@ -397,6 +704,10 @@ class MqttAlertLink:
         if not info.is_published():
             raise DeliveryError("no PUBACK in time", channel="mqtt", recipient=topic,
                                 retryable=True)  # fmt: skip
+        refused = self._publish_refused.pop(info.mid, None)
+        if refused is not None:  # a PUBACK with a failure reason code (an ACL, a quota)
+            raise DeliveryError(f"the broker refused the publication: {refused}",
+                                channel="mqtt", recipient=topic, retryable=True)  # fmt: skip
 
 
 class MqttAlertSink:

@@ -24,7 +24,7 @@ from cloud_service.alerts.records import AlertEvent, AlertKey, AlertRecord, Cond
 from cloud_service.alerts.routing import Router
 from cloud_service.alerts.rules import Rule, evaluate, orphaned
 from cloud_service.alerts.store import StoredEvent
-from shared.messages import AlertAck
+from shared.messages import Alert, AlertAck
 
 
 class AlertLog(Protocol):
@@ -157,6 +157,22 @@ class AlertService:
 
     def open_alerts(self) -> list[AlertRecord]:
         return self.lifecycle.open_alerts()
+
+    def plant_alerts(
+        self, gateway: tuple[str, str] | None = None
+    ) -> dict[tuple[str, str], list[Alert]]:
+        """The open alerts the plant must hold, per ``(site, gateway)`` (only ``gateway``'s if
+        given), in their current wire state: what ``MqttAlertLink`` republishes when the broker
+        has lost it. Shelved ones are left out: an occurrence raised while shelved is not shown
+        until it is unshelved, and the record does not say whether it was shown before."""
+        out: dict[tuple[str, str], list[Alert]] = {}
+        for a in self.lifecycle.open_alerts():
+            if a.gateway is None or a.shelved_until_ms is not None:
+                continue
+            key = (a.key.site, a.gateway)
+            if gateway is None or key == gateway:
+                out.setdefault(key, []).append(a.to_wire())
+        return out
 
     def next_deadline_ms(self) -> int | None:
         return self.lifecycle.next_deadline_ms()

@@ -43,7 +43,7 @@ from cloud_service.plans.model import PlanBook
 from cloud_service.plans.store import SqlPlanStore
 from cloud_service.settings import CloudSettings
 from cloud_service.storage.base import TimeSeriesStore
-from shared.messages import AlertAck
+from shared.messages import Alert, AlertAck
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,19 @@ class LiveRuntime:
                 ack, site=site, gateway=gateway, now_ms=wall_ms()
             )
 
-        link = MqttAlertLink(settings.mqtt, a.mqtt, on_ack) if a.mqtt.enabled else None
+        def plant_alerts(
+            gateway: tuple[str, str] | None,
+        ) -> dict[tuple[str, str], list[Alert]]:
+            service = runtime_ref[0].service
+            if service is None:
+                raise RuntimeError("alert service not started")  # the link retries
+            return service.plant_alerts(gateway)
+
+        link = (
+            MqttAlertLink(settings.mqtt, a.mqtt, on_ack, plant_alerts=plant_alerts)
+            if a.mqtt.enabled
+            else None
+        )
         if link is not None:
             sinks["mqtt"] = MqttAlertSink(link)
         o = a.outbox
