@@ -18,17 +18,18 @@ numbered with a per-gateway revision ``rev`` that only grows (``max(last + 1, no
 after each one the gateway's index is published again; a gateway drops what it holds that the
 index does not list, unless what it holds is newer than the index (see ``AlertIndex``).
 
-The index is a function of what is retained on the broker, kept in :class:`IndexBook` (pure).
-On every (re)connect the link rebuilds the book from the broker: it subscribes to the
-retained ``alerts/+``, ``alert-index`` and ``state`` topics of every gateway, then publishes a
-marker to its own ``alert-sync`` topic; the broker delivers the retained messages of a
-subscription before a message published after it, so when the marker comes back the book is
-complete (no timing guess). Then every open alert of the lifecycle (``plant_alerts``) that the
-broker does not retain (it lost it: restarted inside its autosave window, or wiped) is
-republished, before any index could omit it; every index is checked the same way before it
-is published. Only then may notifications publish, and every gateway whose retained index
-differs from the book gets a fresh one, including gateways seen only by their ``state`` (so a
-gateway that held alerts from before indexes existed learns that they are gone).
+The index is a function of what is retained on the broker, kept in
+:class:`~.plant_index.IndexBook` (pure). On every (re)connect the link rebuilds the book from
+the broker: it subscribes to the retained ``alerts/+``, ``alert-index`` and ``state`` topics of
+every gateway, then publishes a marker to its own ``alert-sync`` topic; the broker delivers the
+retained messages of a subscription before a message published after it, so when the marker
+comes back the book is complete (no timing guess). Then every open alert of the lifecycle
+(``plant_alerts``) that the broker does not retain (it lost it: restarted inside its autosave
+window, or wiped) is republished, before any index could omit it; every index is checked the
+same way before it is published. Only then may notifications publish, and every gateway whose
+retained index differs from the book gets a fresh one, including gateways seen only by their
+``state`` (so a gateway that held alerts from before indexes existed learns that they are
+gone).
 
 A notification waits only while a sync is running (:meth:`MqttAlertLink.ready`): when the link
 is not connected, or the broker refused the sync (the marker's PUBACK or a SUBACK carries a
@@ -49,8 +50,7 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Final
 
 import msgspec
@@ -60,6 +60,7 @@ from paho.mqtt.properties import Properties
 
 from cloud_service.alerts.errors import AlertError, DeliveryError
 from cloud_service.alerts.outbox import Notification
+from cloud_service.alerts.plant_index import ErrorGate, GatewayKey, IndexBook, marker_delay_s
 from cloud_service.alerts.settings import MqttAlertSettings
 from cloud_service.ingest.mqtt_client import connect_properties, make_client
 from cloud_service.settings import MqttSettings
@@ -78,13 +79,11 @@ _PUBLISH_TIMEOUT_S: Final = 10.0
 _SYNC_TIMEOUT_S: Final = 10.0
 #: How long the sync marker may take to come back before the sync is reported as failed.
 _MARKER_TIMEOUT_S: Final = 30.0
-_MARKER_BACKOFF_MAX_S: Final = 60
 #: A repeated error (refused sync, another link on the prefix) is logged at most this often.
 _ERROR_EVERY_S: Final = 300.0
 #: MQTT 5 user property naming the alert link that published an alert state or index.
 LINK_PROPERTY: Final = "flightdeck-alert-link"
 
-GatewayKey = tuple[str, str]  # (site, gateway)
 #: The lifecycle's open alerts the plant must hold, per gateway, in their current wire state
 #: (all gateways, or only the one given): ``AlertService.plant_alerts``.
 PlantAlerts = Callable[[GatewayKey | None], Mapping[GatewayKey, Sequence[Alert]]]
@@ -96,119 +95,6 @@ def alert_topic(scheme: TopicScheme, site: str, gateway: str, alert_id: str) -> 
 
 def wall_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-@dataclass(slots=True)
-class _GatewayBook:
-    alerts: dict[str, int] = field(default_factory=dict)  # open alert id -> rev retained
-    rev: int = 0  # highest revision given out (or seen) for this gateway
-    retained: AlertIndex | None = None  # the index the broker holds, as far as we know
-
-
-class IndexBook:
-    """Per gateway: which alert states are retained on the broker, their revisions, and the
-    index to publish (pure; the link feeds it what the broker holds and what it publishes)."""
-
-    def __init__(self) -> None:
-        self._gateways: dict[GatewayKey, _GatewayBook] = {}
-
-    def _book(self, key: GatewayKey) -> _GatewayBook:
-        book = self._gateways.get(key)
-        if book is None:
-            book = self._gateways[key] = _GatewayBook()
-        return book
-
-    # what the broker holds (the retained messages replayed at subscribe) ------------------
-    def load_alert(self, key: GatewayKey, alert_id: str, rev: int) -> None:
-        book = self._book(key)
-        book.alerts[alert_id] = rev
-        book.rev = max(book.rev, rev)
-
-    def load_index(self, key: GatewayKey, index: AlertIndex) -> None:
-        book = self._book(key)
-        book.retained = index
-        book.rev = max(book.rev, index.rev)
-
-    def seen_gateway(self, key: GatewayKey) -> bool:
-        """A gateway exists (its ``state``); True when it was not known before."""
-        if key in self._gateways:
-            return False
-        self._gateways[key] = _GatewayBook()
-        return True
-
-    # what the link publishes ---------------------------------------------------------------
-    def next_rev(self, key: GatewayKey, now_ms: int) -> int:
-        """A new revision for a state of ``key``'s alerts: above every earlier one, and at least
-        ``now_ms`` (so it keeps growing even if the broker lost what was retained)."""
-        book = self._book(key)
-        book.rev = max(book.rev + 1, now_ms)
-        return book.rev
-
-    def retained_state(self, key: GatewayKey, alert_id: str, rev: int) -> None:
-        self._book(key).alerts[alert_id] = rev
-
-    def deleted(self, key: GatewayKey, alert_id: str) -> None:
-        self._book(key).alerts.pop(alert_id, None)
-
-    def index(self, key: GatewayKey, now_ms: int) -> AlertIndex:
-        book = self._book(key)
-        return AlertIndex(gateway=key[1], rev=book.rev, ts=now_ms, alerts=dict(book.alerts))
-
-    def published_index(self, key: GatewayKey, index: AlertIndex) -> None:
-        self._book(key).retained = index
-
-    def stale(self) -> list[GatewayKey]:
-        """Gateways whose retained index (if any) is not what the book says."""
-        return sorted(
-            key
-            for key, book in self._gateways.items()
-            if book.retained is None
-            or book.retained.alerts != book.alerts
-            or book.retained.rev < book.rev
-        )
-
-    def open_alerts(self, key: GatewayKey) -> dict[str, int]:
-        return dict(self._book(key).alerts)
-
-    def missing(self, key: GatewayKey, plant: Iterable[Alert]) -> list[Alert]:
-        """Of ``plant`` (the alerts of ``key`` the lifecycle holds open), those the broker does
-        not retain (it lost them: restarted inside its autosave window, or wiped): each must
-        be republished before any index of ``key``, which would otherwise omit it."""
-        book = self._gateways.get(key)
-        held = {} if book is None else book.alerts
-        return [a for a in plant if a.id not in held and not a.closed]
-
-    def retained_index(self, key: GatewayKey) -> AlertIndex | None:
-        book = self._gateways.get(key)
-        return None if book is None else book.retained
-
-
-class ErrorGate:
-    """Which of a repeated error to log (pure): the first of each kind, then at most one per
-    ``every_s`` (a broker that refuses the link on every reconnect must not flood the log)."""
-
-    def __init__(self, every_s: float) -> None:
-        self.every_s = every_s
-        self._last: dict[str, float] = {}
-
-    def allow(self, what: str, now_s: float) -> bool:
-        last = self._last.get(what)
-        if last is not None and now_s - last < self.every_s:
-            return False
-        self._last[what] = now_s
-        return True
-
-    def forget(self) -> None:
-        self._last.clear()
-
-
-def marker_delay_s(refusals: int) -> float:
-    """How long to wait after a connect before sending the sync marker, after ``refusals``
-    consecutive refused or unanswered ones: at once first, then 1, 2, 4 … up to 60 s (a broker
-    that drops the connection on a refused publish would otherwise be redialled every second)."""
-    if refusals <= 0:
-        return 0.0
-    return float(min(2 ** (refusals - 1), _MARKER_BACKOFF_MAX_S))
 
 
 def publisher_of(msg: mqtt.MQTTMessage) -> str | None:

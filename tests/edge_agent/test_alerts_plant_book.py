@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cloud_service.alerts.mqtt_delivery import IndexBook
+from cloud_service.alerts.plant_index import IndexBook
 from edge_agent.alerts import (
     AlertBook,
     UnknownAlertError,

@@ -21,14 +21,9 @@ from pydantic import SecretStr
 
 from cloud_service.alerts.dispatcher import Dispatcher
 from cloud_service.alerts.errors import DeliveryError
-from cloud_service.alerts.mqtt_delivery import (
-    ErrorGate,
-    IndexBook,
-    MqttAlertLink,
-    MqttAlertSink,
-    marker_delay_s,
-)
+from cloud_service.alerts.mqtt_delivery import MqttAlertLink, MqttAlertSink
 from cloud_service.alerts.outbox import Notification, OutboxPolicy, new_id
+from cloud_service.alerts.plant_index import ErrorGate, IndexBook, marker_delay_s
 from cloud_service.alerts.routing import Router
 from cloud_service.alerts.service import AlertService
 from cloud_service.alerts.settings import AlertSettings, MqttAlertSettings

@@ -20,8 +20,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from cloud_service.alerts.dispatcher import Dispatcher
 from cloud_service.alerts.lifecycle import Lifecycle, LifecyclePolicy
-from cloud_service.alerts.mqtt_delivery import IndexBook, MqttAlertLink, MqttAlertSink
+from cloud_service.alerts.mqtt_delivery import MqttAlertLink, MqttAlertSink
 from cloud_service.alerts.outbox import OutboxPolicy
+from cloud_service.alerts.plant_index import IndexBook
 from cloud_service.alerts.records import AlertEvent
 from cloud_service.alerts.routing import Router
 from cloud_service.alerts.service import AlertService
