@@ -98,7 +98,7 @@ def bench_anomaly_engine(n_series: int = 10_000, batch: int = 100_000, batches: 
     hist_ids = np.repeat(np.arange(n_series, dtype=np.int64), points)
     hist_ts = np.tile(T0 + np.arange(points, dtype=np.int64) * 60_000, n_series)
     hist_x = rng.normal(0.0, 1.0, hist_ids.size)
-    chunk = 500_000  # what live.history feeds the engine at a time
+    chunk = 500_000  # what live.replay feeds the engine at a time
     rates = []
     for _ in range(5):
         fresh = AnomalyEngine(n_series)
@@ -109,7 +109,7 @@ def bench_anomaly_engine(n_series: int = 10_000, batch: int = 100_000, batches: 
         rates.append(hist_ids.size / (time.perf_counter() - t))
     print(
         f"anomaly engine.rebuild (the service's start-up path through update, chunks of "
-        f"{chunk} points as live.history feeds them), {n_series} series x {points} points: "
+        f"{chunk} points as live.replay feeds them), {n_series} series x {points} points: "
         f"median {statistics.median(rates) / 1e6:.1f} M points/s (best {max(rates) / 1e6:.1f})"
     )
 
