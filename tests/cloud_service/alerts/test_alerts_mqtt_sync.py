@@ -6,33 +6,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
 import pytest
 from alerts_support import condition
-from paho.mqtt.enums import CallbackAPIVersion
-from pydantic import SecretStr
 
 from cloud_service.alerts.dispatcher import Dispatcher
 from cloud_service.alerts.errors import DeliveryError
-from cloud_service.alerts.mqtt_delivery import MqttAlertLink, MqttAlertSink
+from cloud_service.alerts.mqtt_delivery import MqttAlertLink
 from cloud_service.alerts.outbox import Notification, OutboxPolicy, new_id
 from cloud_service.alerts.plant_index import ErrorGate, IndexBook, marker_delay_s
-from cloud_service.alerts.routing import Router
-from cloud_service.alerts.service import AlertService
 from cloud_service.alerts.settings import AlertSettings, MqttAlertSettings
-from cloud_service.alerts.store import SqlAlertStore, create_sqlite_engine, create_tables
 from cloud_service.settings import MqttSettings
 from firmware_sim.stack import MosquittoOptions, MosquittoServer
 from shared.codec import MessageDecoder
-from shared.messages import Alert, AlertAck, AlertIndex, AlertState, Severity
-from shared.topics import Channel, TopicScheme
+from shared.messages import Alert, AlertAck, AlertState, Severity
+from shared.topics import TopicScheme
+from tests.cloud_service.alerts.link_support import cloud, index_of, retained
 
 NOW = 1_790_000_000_000
 KEY = ("s1", "gw-1")
@@ -85,76 +77,6 @@ async def _no_acks(_ack: AlertAck, _site: str, _gateway: str) -> None:
 # -- through a real broker ------------------------------------------------------------------
 
 
-@dataclass
-class Cloud:
-    service: AlertService
-    dispatcher: Dispatcher
-    link: MqttAlertLink
-
-
-@asynccontextmanager
-async def cloud(
-    server: MosquittoServer,
-    prefix: str,
-    client_id: str,
-    db: Path,
-    *,
-    user: str | None = None,
-    wait_synced: bool = True,
-    marker_timeout_s: float = 30.0,
-) -> AsyncIterator[Cloud]:
-    engine = create_sqlite_engine(db)
-    await create_tables(engine)
-    store = SqlAlertStore(engine)
-    settings = AlertSettings(mqtt=MqttAlertSettings(client_id=client_id))
-    policy = OutboxPolicy.from_settings(settings.outbox)
-    router = Router(settings, policy)
-    service = await AlertService.open(store, router)
-    mqtt_settings = MqttSettings(
-        host=server.host, port=server.port, topic_prefix=prefix, username=user,
-        password=SecretStr("pw") if user else None,
-    )  # fmt: skip
-    link = MqttAlertLink(mqtt_settings, settings.mqtt, _no_acks, plant_alerts=service.plant_alerts,
-                         marker_timeout_s=marker_timeout_s)  # fmt: skip
-    dispatcher = Dispatcher(store, {"mqtt": MqttAlertSink(link)}, policy, router.summary)
-    stop = asyncio.Event()
-    task = asyncio.create_task(link.run(stop))
-    try:
-        await link.wait_connected(20)
-        if wait_synced:
-            await link.wait_synced(20)
-        yield Cloud(service, dispatcher, link)
-    finally:
-        stop.set()
-        await task
-        await engine.dispose()
-
-
-def retained(server: MosquittoServer, topic: str) -> bytes | None:
-    got: list[bytes] = []
-    done = threading.Event()
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-
-    def on_message(_c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
-        got.append(bytes(msg.payload))
-        done.set()
-
-    client.on_message = on_message
-    client.connect(server.host, server.port)
-    client.subscribe(topic, qos=1)
-    client.loop_start()
-    done.wait(2)  # nothing retained: no message (only the bound of this helper)
-    client.disconnect()
-    client.loop_stop()
-    return got[0] if got else None
-
-
-async def index_of(server: MosquittoServer, scheme: TopicScheme) -> AlertIndex:
-    payload = await asyncio.to_thread(retained, server, scheme.topic(*KEY, Channel.ALERT_INDEX))
-    assert payload is not None, "no retained index"
-    return MessageDecoder(AlertIndex).decode(payload)
-
-
 async def until(predicate: Callable[[], bool], within_s: float = 20.0) -> None:
     end = time.monotonic() + within_s
     while not predicate():
@@ -174,8 +96,8 @@ async def test_open_alerts_the_broker_lost_are_republished_before_any_index_omit
     async with cloud(server, prefix, unique_name("alerts"), tmp_path / "a.db") as c:
         (a,) = await c.service.observe([condition("lc7")], NOW)
         await c.dispatcher.run_once(NOW)
-        assert set((await index_of(server, scheme)).alerts) == {a.alert.id}
-        before = (await index_of(server, scheme)).rev
+        assert set((await index_of(server, scheme, *KEY)).alerts) == {a.alert.id}
+        before = (await index_of(server, scheme, *KEY)).rev
 
         server.stop()  # restarted without its retained messages (or inside the autosave window)
         server.start()
@@ -194,7 +116,7 @@ async def test_open_alerts_the_broker_lost_are_republished_before_any_index_omit
         # An unrelated alert B of the same gateway: its index still lists A.
         (b,) = await c.service.observe([condition("lc7"), condition("lc8")], NOW + 1000)
         await c.dispatcher.run_once(NOW + 1000)
-        index = await index_of(server, scheme)
+        index = await index_of(server, scheme, *KEY)
         assert set(index.alerts) == {a.alert.id, b.alert.id}
         assert index.alerts[a.alert.id] == restored.rev
 
@@ -210,11 +132,11 @@ async def test_an_index_that_would_omit_an_open_alert_waits_for_its_state(
     async with cloud(mosquitto, prefix, unique_name("alerts"), tmp_path / "a.db") as c:
         (a,) = await c.service.observe([condition("lc7")], NOW)
         await c.dispatcher.run_once(NOW)
-        assert set((await index_of(mosquitto, scheme)).alerts) == {a.alert.id}
+        assert set((await index_of(mosquitto, scheme, *KEY)).alerts) == {a.alert.id}
         c.link.book.deleted(KEY, a.alert.id)  # what the book believes after such a loss
         (b,) = await c.service.observe([condition("lc7"), condition("lc8")], NOW + 1000)
         await c.dispatcher.run_once(NOW + 1000)
-        assert set((await index_of(mosquitto, scheme)).alerts) == {a.alert.id, b.alert.id}
+        assert set((await index_of(mosquitto, scheme, *KEY)).alerts) == {a.alert.id, b.alert.id}
 
 
 @pytest.mark.integration

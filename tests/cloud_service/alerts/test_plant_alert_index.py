@@ -5,30 +5,21 @@ restart through a real Mosquitto."""
 from __future__ import annotations
 
 import asyncio
-import threading
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
 import pytest
 from alerts_support import condition
 from hypothesis import given
 from hypothesis import strategies as st
-from paho.mqtt.enums import CallbackAPIVersion
 
-from cloud_service.alerts.dispatcher import Dispatcher
 from cloud_service.alerts.lifecycle import Lifecycle, LifecyclePolicy
-from cloud_service.alerts.mqtt_delivery import MqttAlertLink, MqttAlertSink
 from cloud_service.alerts.outbox import OutboxPolicy
 from cloud_service.alerts.plant_index import IndexBook
 from cloud_service.alerts.records import AlertEvent
 from cloud_service.alerts.routing import Router
 from cloud_service.alerts.service import AlertService
-from cloud_service.alerts.settings import AlertSettings, MqttAlertSettings
-from cloud_service.alerts.store import SqlAlertStore, create_sqlite_engine, create_tables
-from cloud_service.settings import MqttSettings
+from cloud_service.alerts.settings import AlertSettings
 from firmware_sim.stack import MosquittoServer
 from shared.codec import MessageDecoder, encode
 from shared.messages import (
@@ -41,6 +32,7 @@ from shared.messages import (
     State,
 )
 from shared.topics import Channel, TopicScheme
+from tests.cloud_service.alerts.link_support import cloud, index_of, publish_retained, retained
 
 NOW = 1_790_000_000_000
 MIN = 60_000
@@ -131,81 +123,11 @@ def test_the_book_lists_what_is_retained_and_says_which_indexes_are_stale() -> N
 # -- through a real broker ------------------------------------------------------------------
 
 
-@dataclass
-class Cloud:
-    service: AlertService
-    dispatcher: Dispatcher
-    link: MqttAlertLink
-
-
-@asynccontextmanager
-async def cloud(
-    server: MosquittoServer, prefix: str, client_id: str, db: Path
-) -> AsyncIterator[Cloud]:
-    engine = create_sqlite_engine(db)
-    await create_tables(engine)
-    store = SqlAlertStore(engine)
-    settings = AlertSettings(mqtt=MqttAlertSettings(client_id=client_id))
-    policy = OutboxPolicy.from_settings(settings.outbox)
-    router = Router(settings, policy)
-    service = await AlertService.open(store, router)
-
+def plant_acks(service: AlertService) -> Callable[[AlertAck, str, str], Awaitable[None]]:
     async def on_ack(ack: AlertAck, site: str, gateway: str) -> None:
         await service.acknowledge_from_plant(ack, site=site, gateway=gateway, now_ms=NOW)
 
-    link = MqttAlertLink(
-        MqttSettings(host=server.host, port=server.port, topic_prefix=prefix),
-        settings.mqtt,
-        on_ack,
-    )
-    dispatcher = Dispatcher(store, {"mqtt": MqttAlertSink(link)}, policy, router.summary)
-    stop = asyncio.Event()
-    task = asyncio.create_task(link.run(stop))
-    try:
-        await link.wait_connected(20)
-        await link.wait_synced(20)
-        yield Cloud(service, dispatcher, link)
-    finally:
-        stop.set()
-        await task
-        await engine.dispose()
-
-
-def publish(server: MosquittoServer, topic: str, payload: bytes) -> None:
-    """What an older cloud (or a gateway, for ``state``) left retained on the broker."""
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-    client.connect(server.host, server.port)
-    client.loop_start()
-    client.publish(topic, payload, qos=1, retain=True).wait_for_publish(10)
-    client.disconnect()
-    client.loop_stop()
-
-
-def retained(server: MosquittoServer, topic: str) -> bytes | None:
-    got: list[bytes] = []
-    done = threading.Event()
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-
-    def on_message(_c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
-        got.append(bytes(msg.payload))
-        done.set()
-
-    client.on_message = on_message
-    client.connect(server.host, server.port)
-    client.subscribe(topic, qos=1)
-    client.loop_start()
-    done.wait(2)  # nothing retained: no message (only the bound of this helper)
-    client.disconnect()
-    client.loop_stop()
-    return got[0] if got else None
-
-
-async def index_of(server: MosquittoServer, scheme: TopicScheme, gateway: str) -> AlertIndex:
-    payload = await asyncio.to_thread(
-        retained, server, scheme.topic("s1", gateway, Channel.ALERT_INDEX)
-    )
-    assert payload is not None, f"no retained index for {gateway}"
-    return MessageDecoder(AlertIndex).decode(payload)
+    return on_ack
 
 
 @pytest.mark.integration
@@ -228,27 +150,27 @@ async def test_the_index_is_rebuilt_from_the_broker_after_a_cloud_restart(
         updated=NOW - MIN,
     )
     await asyncio.to_thread(
-        publish, mosquitto, scheme.alert_topic("s1", "gw-1", legacy.id), encode(legacy)
+        publish_retained, mosquitto, scheme.alert_topic("s1", "gw-1", legacy.id), encode(legacy)
     )
     gw9 = State(state=GatewayState.ONLINE, boot="b1", ts=NOW)
-    await asyncio.to_thread(publish, mosquitto, scheme.topic("s1", "gw-9", Channel.STATE),
+    await asyncio.to_thread(publish_retained, mosquitto, scheme.topic("s1", "gw-9", Channel.STATE),
                             encode(gw9))  # fmt: skip
 
-    async with cloud(mosquitto, prefix, client_id, db) as c:
+    async with cloud(mosquitto, prefix, client_id, db, on_ack=plant_acks) as c:
         lc7, lc8 = await c.service.observe([condition("lc7"), condition("lc8")], NOW)
         await c.dispatcher.run_once(NOW)
-        first = await index_of(mosquitto, scheme, "gw-1")
+        first = await index_of(mosquitto, scheme, "s1", "gw-1")
         assert set(first.alerts) == {"al-legacy", lc7.alert.id, lc8.alert.id}
         assert first.alerts["al-legacy"] == 0
-        assert (await index_of(mosquitto, scheme, "gw-9")).alerts == {}  # from its state only
+        assert (await index_of(mosquitto, scheme, "s1", "gw-9")).alerts == {}  # from its state only
 
     # Restarted (a new process: nothing in memory), the cloud closes lc8: the index it
     # publishes still lists what it did not touch, rebuilt from the broker.
-    async with cloud(mosquitto, prefix, client_id, db) as c:
+    async with cloud(mosquitto, prefix, client_id, db, on_ack=plant_acks) as c:
         await c.service.observe([condition("lc8", raise_met=False)], NOW + 1000)
         await c.service.acknowledge(lc8.alert.id, actor="ana", now_ms=NOW + 2000)
         await c.dispatcher.run_once(NOW + 2000)
-        after = await index_of(mosquitto, scheme, "gw-1")
+        after = await index_of(mosquitto, scheme, "s1", "gw-1")
         assert set(after.alerts) == {"al-legacy", lc7.alert.id}
         assert after.rev > max(first.rev, *first.alerts.values())
         assert await asyncio.to_thread(retained, mosquitto, scheme.alert_topic(
