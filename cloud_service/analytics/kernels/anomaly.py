@@ -27,12 +27,15 @@ Each component is scaled so that 1.0 means "at its threshold"; the point's sever
 largest, its reason the argmax, its score ``sev / (1 + sev)`` (0.5 at the threshold). A flag is
 raised at the onset of an episode: severity reaches 1 after warm-up, more than ``holdoff``
 samples after the previous flag, and after the previous episode ended (``REARM_N`` samples in a
-row with severity below ``REARM``): one incident, one flag, as alert rules want. The exception:
-a disturbance of another kind at ``STRONG`` times its threshold is a new incident at once (a
-spike during a slow swing the shift statistic is still busy with). The shift statistic restarts
-at the end of warm-up. A point older than its series' last one (a backlog replayed after live
-data) is scored against the model as it stands, spike/level only, and not folded into the state
-(``flag == LATE``; its reason says whether it is beyond the threshold).
+row with severity below ``REARM``): one incident, one flag, as alert rules want. The
+exceptions: a disturbance of another kind at ``STRONG`` times its threshold is a new incident
+at once (a spike during a slow swing the shift statistic is still busy with), and so is a
+lasting change (shift or level) once the previous episode has calmed down, hold-off or not (a
+step soon after a spike was never flagged: by the end of the hold-off the records had learnt
+it). The shift statistic restarts at the end of warm-up. A point older than its series' last
+one (a backlog replayed after live data) is scored against the model as it stands, spike/level
+only, and not folded into the state (``flag == LATE``; its reason says whether it is beyond the
+threshold).
 """
 
 from __future__ import annotations
@@ -467,6 +470,8 @@ def _run(  # noqa: PLR0912, PLR0915, PLR0917
         new = armed > 0.0 and since > holdoff
         if sev >= STRONG and why != episode:
             new = True
+        if armed > 0.0 and why in (R_SHIFT, R_LEVEL) and why != episode:
+            new = True  # a lasting change after a transient that had calmed down
         if sev >= 1.0 and n > warmup and new:
             fl = 1
             episode = float(why)
