@@ -181,6 +181,10 @@ def _depletion(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     keep = series.values == series.values  # drop rows without a stock value
     production = None
     notes = list(series.notes)
+    unused = [h.strip() for h in series.header if h.strip().lower() not in ("timestamp", "stock")]
+    if unused:  # e.g. a site or SKU column: this is one series, whatever they say
+        names = ", ".join(repr(h) for h in unused)
+        notes.append(f"columns {names} are not used: the whole file is read as one stock series")
     if args.counter_bits is not None and not 1 <= args.counter_bits <= 64:
         raise _Usage("--counter-bits must be between 1 and 64")
     for flag, value, most in (

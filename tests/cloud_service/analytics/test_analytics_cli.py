@@ -302,3 +302,20 @@ def test_help_says_which_reasons_the_live_service_does_not_alert_on(
     text = " ".join(capsys.readouterr().out.split())
     assert "flatline and no_data" in text
     assert "the live service does not alert on them" in text
+
+
+def test_depletion_says_which_columns_it_does_not_use(tmp_path: Path) -> None:
+    # a timestamp,stock,sku export of two SKUs would be read as one series: say so
+    lines = ["timestamp,stock,sku"] + [
+        f"{1_767_225_600 + h * 3600},{1000 - 3 * h},A-{h % 2}" for h in range(200)
+    ]
+    path = tmp_path / "two_skus.csv"
+    path.write_text("\n".join(lines) + "\n")
+    said = "columns 'sku' are not used: the whole file is read as one stock series"
+    code, out, _ = run(["analyze", "depletion", str(path), "--lead-time", "24"])
+    assert code == 0
+    assert said in json.loads(out)["notes"]
+    code, _, err = run(["analyze", "depletion", str(path), "--lead-time", "24", "--format", "csv"])
+    assert f"note: {said}" in err
+    code, out, _ = run(["analyze", "depletion", str(_stock_csv(tmp_path)), "--lead-time", "24"])
+    assert not any("not used" in n for n in json.loads(out)["notes"])
