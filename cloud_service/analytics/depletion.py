@@ -263,12 +263,19 @@ def analyze(
         horizon,
         max(round(bucket_h * per_h), 1),
     )
+    inflow = np.empty(0, dtype=np.float64)
     if production is None:
         out = kd.depletion_one(levels, *args)
     else:
         inflow, note = _inflow(production, int(ts_ms[0]), levels.size, period_ms)
         notes.append(note)
         out = kd.depletion_net_one(levels, inflow, *args)
+    censored = _censored(levels, inflow)
+    if censored:
+        notes.append(
+            f"{censored} of {levels.size - 1} periods had the stock empty and no consumption: "
+            "demand there was unmet, not zero, and is left out of the rate"
+        )
 
     def when(periods: float) -> int | None:
         return None if math.isnan(periods) else end_ms + round(periods * period_ms)
@@ -291,6 +298,14 @@ def analyze(
         reorder_qty=float(out[kd.F_REORDER_QTY]),
         notes=notes,
     )
+
+
+def _censored(levels: npt.NDArray[np.float64], inflow: npt.NDArray[np.float64]) -> int:
+    """How many periods the kernel leaves out of the demand estimate (``observed_demand``)."""
+    m = levels.size - 1
+    d, cons, rec = np.empty(m), np.empty(m), np.empty(m)
+    noise = kd.consumption_net_into(levels, inflow, d, cons, rec)
+    return m - int(kd.observed_demand(levels, cons, noise))
 
 
 def _inflow(

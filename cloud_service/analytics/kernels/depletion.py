@@ -345,6 +345,26 @@ def depletion_net_one(  # noqa: PLR0917
 
 
 @nb.njit(cache=True)
+def observed_demand(levels: F64, cons: F64, noise: float) -> int:
+    """Move the periods whose demand was observed to the front of ``cons``; returns how many.
+
+    A period that starts and ends with the stock empty (within three sensor-noise RMS of zero)
+    and shows no consumption says nothing about demand: it was there, unmet (censored). Read
+    as zero it would pull the rate down after every stockout. Backorders (a level falling
+    below zero) are consumption and stay.
+    """
+    floor = 3.0 * noise
+    k = 0
+    for t in range(cons.size):
+        a, b = levels[t], levels[t + 1]
+        if a <= floor and b <= floor and cons[t] <= floor:
+            continue
+        cons[k] = cons[t]
+        k += 1
+    return k
+
+
+@nb.njit(cache=True)
 def depletion_into(  # noqa: PLR0917
     levels: F64,
     inflow: F64,
@@ -364,6 +384,7 @@ def depletion_into(  # noqa: PLR0917
     m = max(levels.size - 1, 0)
     cons = scratch[1, :m]
     noise = consumption_net_into(levels, inflow, scratch[0, :m], cons, scratch[2, :m])
+    cons = cons[: observed_demand(levels, cons, noise)]
     cls, model, rate, trend, mse, var_rate = forecast_rate(cons, bucket)
     stock = levels[-1]
     out[F_CLASS] = cls

@@ -310,3 +310,25 @@ def test_negative_stock_is_stated() -> None:
     assert res.reorder_qty > 150 + 20  # the shortfall is made up too
     clean = analyze(_hours(101), level + 1000, lead_time_h=10)
     assert not any("negative" in n for n in clean.notes)
+
+
+def test_hours_with_the_stock_empty_are_unmet_demand_not_zero_demand() -> None:
+    # 1 a hour for 100 h, then empty for 200 h: those hours say nothing about demand. Read as
+    # zero they gave a rate of 0.03 a hour and an "intermittent" class, and no note
+    hours = np.arange(300)
+    stock = np.maximum(100.0 - hours, 0.0)
+    ts = (1_767_225_600_000 + hours * 3_600_000).astype(np.int64)
+    r = analyze(ts, stock, lead_time_h=24)
+    assert r.rate_per_hour == pytest.approx(1.0, rel=0.05)
+    assert r.demand_class == DemandClass.SMOOTH
+    assert any("stock empty and no consumption" in n for n in r.notes)
+    # backorders (the level falling below zero) are consumption, and stay in
+    owed = 100.0 - hours.astype(np.float64)
+    r2 = analyze(ts, owed, lead_time_h=24)
+    assert r2.rate_per_hour == pytest.approx(1.0, rel=0.05)
+    assert not any("stock empty" in n for n in r2.notes)
+    # the kernel keeps the observed periods, in order
+    levels = np.array([5.0, 3.0, 0.0, 0.0, 0.0, 4.0, 2.0])
+    cons = np.array([2.0, 3.0, 0.0, 0.0, -4.0, 2.0])
+    assert kd.observed_demand(levels, cons, 0.0) == 4
+    assert cons[:4].tolist() == [2.0, 3.0, -4.0, 2.0]
