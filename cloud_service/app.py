@@ -107,7 +107,7 @@ class CloudApp:
             # Never cancelled: a cancel inside an SQLite transaction can leave the file locked.
             done = asyncio.Event()
             flusher = asyncio.create_task(self._flush_periodically(stop, done))
-            resume = asyncio.create_task(self._resume_when_connected(stop), name="resume")
+            resume = asyncio.create_task(self._wake_when_connected(stop), name="wake")
             try:
                 await self.ingest.run(stop)
             finally:
@@ -154,17 +154,14 @@ class CloudApp:
                 )
         self.ingest.core.tracker.restore(await self.metadata.registry.load_streams())
 
-    async def _resume_when_connected(self, stop: asyncio.Event) -> None:
-        """Ingest's health resumes once ingest has connected (the broker then delivers what
-        it kept for the cloud's session): silence counts from that moment, not from before
-        the cloud's downtime. The live subscription, if any, resumes its own on connecting."""
+    async def _wake_when_connected(self, stop: asyncio.Event) -> None:
+        """Once ingest has connected (its worker resumes health then: silence counts from
+        that moment, not from before the cloud's downtime), the live loop looks at once."""
         while not stop.is_set():
             try:
                 await self.ingest.wait_connected(1.0)
             except TimeoutError:
                 continue
-            if self.ingest.health.held:  # (the worker resumes it on every connection)
-                self.ingest.health.resume(now_ms())
             log.info("ingest connected: gateway and signal silence counted from now")
             if self.runtime is not None:
                 self.runtime.wake()
