@@ -35,6 +35,8 @@ class Cloud:
     service: AlertService
     dispatcher: Dispatcher
     link: MqttAlertLink
+    store: SqlAlertStore
+    scheme: TopicScheme
 
 
 def no_acks(_service: AlertService) -> Callable[[AlertAck, str, str], Awaitable[None]]:
@@ -79,7 +81,7 @@ async def cloud(
         await link.wait_connected(20)
         if wait_synced:
             await link.wait_synced(20)
-        yield Cloud(service, dispatcher, link)
+        yield Cloud(service, dispatcher, link, store, TopicScheme(prefix))
     finally:
         stop.set()
         await task

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -14,18 +12,13 @@ import pytest
 from alerts_support import condition
 from paho.mqtt.enums import CallbackAPIVersion
 
-from cloud_service.alerts.dispatcher import Dispatcher
-from cloud_service.alerts.mqtt_delivery import MqttAlertLink, MqttAlertSink
-from cloud_service.alerts.outbox import OutboxPolicy, Status
-from cloud_service.alerts.routing import Router
+from cloud_service.alerts.outbox import Status
 from cloud_service.alerts.service import AlertService
-from cloud_service.alerts.settings import AlertSettings, MqttAlertSettings
-from cloud_service.alerts.store import SqlAlertStore, create_sqlite_engine, create_tables
-from cloud_service.settings import MqttSettings
 from firmware_sim.stack import MosquittoServer
 from shared.codec import MessageDecoder, encode
 from shared.messages import Alert, AlertAck, AlertState
 from shared.topics import Channel, TopicScheme
+from tests.cloud_service.alerts.link_support import cloud
 
 NOW = 1_790_000_000_000
 pytestmark = pytest.mark.integration
@@ -60,15 +53,6 @@ class Gateway:
         self.client.loop_stop()
 
 
-@dataclass
-class Cloud:
-    service: AlertService
-    store: SqlAlertStore
-    dispatcher: Dispatcher
-    link: MqttAlertLink
-    scheme: TopicScheme
-
-
 async def until(predicate: Callable[[], bool]) -> None:
     for _ in range(2000):
         if predicate():
@@ -77,33 +61,11 @@ async def until(predicate: Callable[[], bool]) -> None:
     raise AssertionError("condition never became true")
 
 
-@asynccontextmanager
-async def cloud(
-    server: MosquittoServer, prefix: str, client_id: str, db: Path
-) -> AsyncIterator[Cloud]:
-    engine = create_sqlite_engine(db)
-    await create_tables(engine)
-    store = SqlAlertStore(engine)
-    settings = AlertSettings(mqtt=MqttAlertSettings(client_id=client_id))
-    policy = OutboxPolicy.from_settings(settings.outbox)
-    router = Router(settings, policy)
-    service = await AlertService.open(store, router)
-
+def plant_acks(service: AlertService) -> Callable[[AlertAck, str, str], Awaitable[None]]:
     async def on_ack(ack: AlertAck, site: str, gateway: str) -> None:
         await service.acknowledge_from_plant(ack, site=site, gateway=gateway, now_ms=NOW + 600_000)
 
-    mqtt_settings = MqttSettings(host=server.host, port=server.port, topic_prefix=prefix)
-    link = MqttAlertLink(mqtt_settings, settings.mqtt, on_ack)
-    dispatcher = Dispatcher(store, {"mqtt": MqttAlertSink(link)}, policy, router.summary)
-    stop = asyncio.Event()
-    task = asyncio.create_task(link.run(stop))
-    try:
-        await link.wait_connected(20)
-        yield Cloud(service, store, dispatcher, link, TopicScheme(prefix))
-    finally:
-        stop.set()
-        await task
-        await engine.dispose()
+    return on_ack
 
 
 def alerts_of(messages: list[tuple[str, bytes, bool]]) -> list[Alert]:
@@ -115,7 +77,9 @@ async def test_a_reconnecting_gateway_gets_the_active_set_and_closed_alerts_vani
     mosquitto: MosquittoServer, unique_name: Callable[[str], str], tmp_path: Path
 ) -> None:
     prefix = f"{unique_name('t')}/v1"
-    async with cloud(mosquitto, prefix, unique_name("alerts"), tmp_path / "a.db") as c:
+    async with cloud(
+        mosquitto, prefix, unique_name("alerts"), tmp_path / "a.db", on_ack=plant_acks
+    ) as c:
         raised = await c.service.observe([condition("lc7"), condition("lc8")], NOW)
         await c.dispatcher.run_once(NOW)
         closed_id = raised[1].alert.id
@@ -148,7 +112,9 @@ async def test_a_live_gateway_sees_the_closing_state_then_the_deletion(
     prefix = f"{unique_name('t')}/v1"
     gw = Gateway(mosquitto, unique_name("gw"))
     try:
-        async with cloud(mosquitto, prefix, unique_name("alerts"), tmp_path / "a.db") as c:
+        async with cloud(
+            mosquitto, prefix, unique_name("alerts"), tmp_path / "a.db", on_ack=plant_acks
+        ) as c:
             gw.client.subscribe(c.scheme.topic("s1", "gw-1", Channel.ALERTS) + "/+", qos=1)
             (raised,) = await c.service.observe([condition("lc7", gateway="gw-1")], NOW)
             await c.dispatcher.run_once(NOW)
@@ -173,7 +139,7 @@ async def test_plant_acks_update_the_lifecycle_even_when_sent_while_the_cloud_wa
     client_id = unique_name("alerts")
     db = tmp_path / "a.db"
     scheme = TopicScheme(prefix)
-    async with cloud(mosquitto, prefix, client_id, db) as c:
+    async with cloud(mosquitto, prefix, client_id, db, on_ack=plant_acks) as c:
         lc7, lc9 = await c.service.observe(
             [condition("lc7"), condition("lc9", gateway="gw-2")], NOW
         )
@@ -188,7 +154,7 @@ async def test_plant_acks_update_the_lifecycle_even_when_sent_while_the_cloud_wa
         gw.publish(scheme.topic("s1", "gw-2", Channel.ALERT_ACKS), b"{not json")
     finally:
         gw.close()
-    async with cloud(mosquitto, prefix, client_id, db) as c:
+    async with cloud(mosquitto, prefix, client_id, db, on_ack=plant_acks) as c:
         await until(lambda: c.link.acks_applied + c.link.acks_dropped == 3)
         assert (c.link.acks_applied, c.link.acks_dropped) == (1, 2)
         alert = c.service.lifecycle.alert(lc7.alert.id)

@@ -6,19 +6,11 @@ from that moment on (review finding G). A gateway's return restarts its signals'
 from __future__ import annotations
 
 from cloud_service.ingest.health import EventKind, HealthCore, SignalStatus
-from shared.messages import Birth, GatewayState, SignalKind, SignalSpec
+from shared.messages import GatewayState
+from tests.cloud_service.test_health import T0, birth
 
-T0 = 1_790_000_000_000
 MIN = 60_000
 K = EventKind
-
-
-def birth(signals: dict[str, float], gateway: str = "gw") -> Birth:
-    specs = [SignalSpec(id=s, kind=SignalKind.SENSOR, period_s=p) for s, p in signals.items()]
-    return Birth(
-        gateway=gateway, site="site", boot="b", agent_version="1", config_hash="h",
-        started_ms=T0, signals=specs,
-    )  # fmt: skip
 
 
 def restarted(now: int, *, offline: bool = False) -> HealthCore:
