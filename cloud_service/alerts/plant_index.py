@@ -84,9 +84,6 @@ class IndexBook:
             or book.retained.rev < book.rev
         )
 
-    def open_alerts(self, key: GatewayKey) -> dict[str, int]:
-        return dict(self._book(key).alerts)
-
     def missing(self, key: GatewayKey, plant: Iterable[Alert]) -> list[Alert]:
         """Of ``plant`` (the alerts of ``key`` the lifecycle holds open), those the broker does
         not retain (it lost them: restarted inside its autosave window, or wiped): each must
@@ -94,10 +91,6 @@ class IndexBook:
         book = self._gateways.get(key)
         held = {} if book is None else book.alerts
         return [a for a in plant if a.id not in held and not a.closed]
-
-    def retained_index(self, key: GatewayKey) -> AlertIndex | None:
-        book = self._gateways.get(key)
-        return None if book is None else book.retained
 
 
 class ErrorGate:
